@@ -1,0 +1,98 @@
+"""Wiring only: build the shared services and the two aiohttp applications (visitor, staff)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from onionchat import keys, staff, visitor
+from onionchat.accounts import AccountStore
+from onionchat.chat import ChatStore
+from onionchat.config import Config
+from onionchat.pages import style
+from onionchat.render import Renderer
+from onionchat.security import add_headers, guard
+from onionchat.sessions import SessionStore
+from onionchat.throttle import LoginThrottle
+
+log = logging.getLogger("onionchat")
+
+SWEEP_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What both sites share: one chat store, the accounts, and both session stores."""
+
+    config: Config
+    chat: ChatStore
+    accounts: AccountStore
+    visitor_sessions: SessionStore
+    staff_sessions: SessionStore
+    renderer: Renderer
+    login_throttle: LoginThrottle
+    hash_slots: asyncio.Semaphore
+
+
+def build_services(config: Config, accounts: AccountStore | None = None) -> Services:
+    """Create the in-memory stores for one server process."""
+    limits = config.limits
+    return Services(
+        config=config,
+        chat=ChatStore(limits),
+        accounts=accounts or AccountStore(config.data_dir, password_min=config.staff.password_min),
+        visitor_sessions=SessionStore(limits.sessions, limits.idle_minutes * 60, limits.resume_attempts),
+        staff_sessions=SessionStore(1000, config.staff.idle_minutes * 60),
+        renderer=Renderer(config),
+        login_throttle=LoginThrottle(config.staff.login_attempts, config.staff.login_window_seconds),
+        hash_slots=asyncio.Semaphore(1),
+    )
+
+
+async def sweeper(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: end idle chats, drop ended ones and idle sessions, pick up account changes."""
+    async def run() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            app[keys.CHAT].sweep()
+            app[keys.SESSIONS].sweep()
+            app[keys.STAFF_SESSIONS].sweep()
+            try:
+                await asyncio.to_thread(app[keys.ACCOUNTS].reload_if_changed)
+            except Exception as exc:  # noqa: BLE001 - a damaged file must not stop the sweeper
+                log.error("cannot re-read staff accounts: %s", exc)
+
+    task = asyncio.create_task(run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(services: Services, site: str) -> web.Application:
+    """The visitor or the staff application. They never share routes: separate ports."""
+    config = services.config
+    app = web.Application(middlewares=[guard], client_max_size=config.limits.body_bytes)
+    app[keys.SITE] = site
+    app[keys.CONFIG] = config
+    app[keys.CHAT] = services.chat
+    app[keys.ACCOUNTS] = services.accounts
+    app[keys.RENDERER] = services.renderer
+    app[keys.STAFF_SESSIONS] = services.staff_sessions
+    app[keys.LOGIN_THROTTLE] = services.login_throttle
+    app[keys.HASH_SLOTS] = services.hash_slots
+    if site == "visitor":
+        app[keys.SESSIONS] = services.visitor_sessions
+        app.add_routes(visitor.routes)
+        app.cleanup_ctx.append(sweeper)
+    else:
+        app[keys.SESSIONS] = services.staff_sessions
+        app.add_routes(staff.routes)
+    app.router.add_get("/static/style.css", style, name="style")
+    app.on_response_prepare.append(add_headers)
+    return app

@@ -1,0 +1,153 @@
+"""The ``onionchat`` command: init, serve, staff; the only place that configures logging."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from onionchat import __version__, config as configmod, logs, storage
+from onionchat.accounts import AccountStore, Role
+from onionchat.config import Config
+from onionchat.errors import OnionchatError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config named by --config / $ONIONCHAT_CONFIG / ./onionchat.toml / the default."""
+    return configmod.load(configmod.find_config(args.config))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create the data directory (0700) and a commented config file with every default."""
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else configmod.default_data_dir()
+    storage.ensure_dir(data_dir)
+    path = data_dir / configmod.CONFIG_NAME
+    if path.exists() and not args.force:
+        print(f"{path} already exists; keeping it (use --force to overwrite)")
+        return 0
+    storage.write_atomic(path, configmod.render_template().encode())
+    print(f"created {path}")
+    print(f"next: onionchat staff add NAME --role admin --config {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run both sites until SIGTERM or Ctrl-C."""
+    from onionchat import server
+
+    config = load_config(args)
+    logs.setup(config.server.log_level)
+    server.disable_core_dumps()
+    storage.ensure_dir(config.data_dir)
+    asyncio.run(server.run(config, local=args.local))
+    return 0
+
+
+def read_password(args: argparse.Namespace) -> str:
+    """From standard input with --password-stdin, else prompted twice without echo."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        raise OnionchatError("the two passwords differ; nothing was changed")
+    return first
+
+
+def accounts_of(args: argparse.Namespace) -> AccountStore:
+    """The account store of the configured data directory."""
+    config = load_config(args)
+    return AccountStore(config.data_dir, password_min=config.staff.password_min)
+
+
+def cmd_staff_add(args: argparse.Namespace) -> int:
+    """Create a staff account."""
+    store = accounts_of(args)
+    store.add(args.name, read_password(args), Role(args.role))
+    print(f"added {args.name} ({args.role})")
+    return 0
+
+
+def cmd_staff_list(args: argparse.Namespace) -> int:
+    """List staff accounts."""
+    accounts = accounts_of(args).list()
+    for account in accounts:
+        state = " (disabled)" if account.disabled else ""
+        print(f"{account.name}\t{account.role.value}{state}")
+    if not accounts:
+        print("no staff accounts yet: onionchat staff add NAME")
+    return 0
+
+
+def cmd_staff_remove(args: argparse.Namespace) -> int:
+    """Delete a staff account."""
+    accounts_of(args).remove(args.name)
+    print(f"removed {args.name}")
+    return 0
+
+
+def cmd_staff_passwd(args: argparse.Namespace) -> int:
+    """Set a new password."""
+    store = accounts_of(args)
+    store.set_password(args.name, read_password(args))
+    print(f"changed the password of {args.name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands; every one takes --config."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help=f"config file (default: ${configmod.ENV_CONFIG}, then ./{configmod.CONFIG_NAME}, "
+                             f"then the data directory's)")
+    parser = argparse.ArgumentParser(prog="onionchat", description="Anonymous helpline chat over Tor, "
+                                     "without JavaScript.", parents=[common])
+    parser.add_argument("--version", action="version", version=f"onionchat {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", parents=[common], help="create the data directory and a config file")
+    p.add_argument("--data-dir", metavar="DIR", help=f"default: {configmod.default_data_dir()}")
+    p.add_argument("--force", action="store_true", help="overwrite an existing config file")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("serve", parents=[common], help="run the visitor and staff sites")
+    p.add_argument("--local", action="store_true", help="no Tor: serve on local ports only")
+    p.set_defaults(func=cmd_serve)
+
+    staff = sub.add_parser("staff", parents=[common], help="manage staff accounts")
+    ssub = staff.add_subparsers(dest="staff_command", required=True, metavar="ACTION")
+    p = ssub.add_parser("add", parents=[common], help="add an account")
+    p.add_argument("name")
+    p.add_argument("--role", choices=[r.value for r in Role], default=Role.COUNSELLOR.value)
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_staff_add)
+    p = ssub.add_parser("list", parents=[common], help="list accounts")
+    p.set_defaults(func=cmd_staff_list)
+    p = ssub.add_parser("remove", parents=[common], help="remove an account")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_staff_remove)
+    p = ssub.add_parser("passwd", parents=[common], help="set a new password")
+    p.add_argument("name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_staff_passwd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: errors are one clear line on stderr, never a traceback."""
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except OnionchatError as exc:
+        print(f"onionchat: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"onionchat: {exc.strerror or exc}", file=sys.stderr)
+        return 1

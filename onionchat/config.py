@@ -1,0 +1,267 @@
+"""The configuration: frozen dataclasses loaded from one TOML file and validated with clear messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from onionchat.errors import ConfigError
+
+CONFIG_NAME = "onionchat.toml"
+ENV_CONFIG = "ONIONCHAT_CONFIG"
+
+
+def default_data_dir() -> Path:
+    """Where data lives when nothing else is said: $XDG_DATA_HOME/onionchat or ~/.local/share."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "onionchat"
+
+
+def setting(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field carrying its documentation and bounds, so one place defines both."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where the two local sites listen."""
+
+    visitor_host: str = setting("127.0.0.1", "Address the visitor site listens on (keep it on loopback).")
+    visitor_port: int = setting(8080, "Port of the visitor site.", lo=1, hi=65535)
+    staff_host: str = setting("127.0.0.1", "Address the staff site listens on (keep it on loopback).")
+    staff_port: int = setting(8081, "Port of the staff site; always different from the visitor port.",
+                              lo=1, hi=65535)
+    data_dir: str = setting("", "Data directory (accounts, onion keys, counts). Empty: the directory "
+                                "holding this file.")
+    log_level: str = setting("INFO", "Log level of onionchat's own log lines.",
+                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Every quantity a visitor can grow, bounded."""
+
+    message_length: int = setting(2000, "Longest message, in characters.", lo=1, hi=100_000)
+    messages_per_conversation: int = setting(1000, "Messages kept in one conversation.", lo=1, hi=100_000)
+    messages_per_minute: int = setting(30, "Messages one person may send per minute.", lo=1, hi=10_000)
+    queue_length: int = setting(50, "Visitors waiting at once; more are asked to come back later.",
+                                lo=1, hi=100_000)
+    conversations: int = setting(500, "Conversations (waiting and open) in memory at once.", lo=1, hi=1_000_000)
+    sessions: int = setting(5000, "Visitor sessions in memory at once.", lo=1, hi=1_000_000)
+    body_bytes: int = setting(16384, "Largest request body accepted, in bytes.", lo=1024, hi=10_000_000)
+    nickname_length: int = setting(40, "Longest nickname, in characters.", lo=1, hi=200)
+    idle_minutes: int = setting(30, "A conversation nobody writes in or looks at for this long is ended "
+                                    "and wiped.", lo=1, hi=24 * 60)
+    ended_minutes: int = setting(10, "How long the last page of an ended conversation stays readable "
+                                     "before it is wiped.", lo=0, hi=24 * 60)
+    resume_attempts: int = setting(5, "Wrong resume passphrases allowed per session per 10 minutes; also "
+                                      "the global budget per minute is 20 times this.", lo=1, hi=1000)
+
+
+@dataclass(frozen=True, slots=True)
+class PollConfig:
+    """How the self-updating frames reach the browser without JavaScript."""
+
+    mode: str = setting("hold", "'hold': the server holds a frame's request until something changes "
+                                "(fast); 'interval': every request is answered at once and the frame "
+                                "reloads every interval_seconds.", choices=("hold", "interval"))
+    hold_seconds: int = setting(20, "Longest time a held request waits for a change.", lo=1, hi=120)
+    interval_seconds: int = setting(5, "Reload interval in 'interval' mode, and the pause between held "
+                                       "requests when the server is busy.", lo=1, hi=300)
+    stalled_seconds: int = setting(60, "When a frame has not updated for this long, a notice asks the "
+                                       "person to reload.", lo=5, hi=3600)
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorConfig:
+    """What the visitor sees."""
+
+    site_name: str = setting("Helpline chat", "Name of the service shown on visitor pages.")
+    page_title: str = setting("", "A neutral title for every visitor tab (e.g. 'Notes'); empty: the "
+                                  "site name.")
+    quick_exit_url: str = setting("https://www.wikipedia.org/",
+                                  "Where Quick exit leads: a neutral page.")
+    emergency_number: str = setting("112", "Emergency number shown to visitors in danger.")
+    minutes_per_visitor: int = setting(8, "Assumed minutes per chat ahead, for the estimated wait.",
+                                       lo=1, hi=240)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffConfig:
+    """Staff sign-in and sessions."""
+
+    idle_minutes: int = setting(30, "A staff session idle this long is logged out.", lo=1, hi=24 * 60)
+    login_attempts: int = setting(5, "Failed logins allowed per account within login_window_seconds.",
+                                  lo=1, hi=1000)
+    login_window_seconds: int = setting(60, "Window for counting failed logins.", lo=1, hi=86400)
+    max_chats: int = setting(3, "Chats one counsellor may hold at once.", lo=1, hi=50)
+    password_min: int = setting(14, "Shortest staff password.", lo=8, hi=128)
+
+
+@dataclass(frozen=True, slots=True)
+class TorConfig:
+    """How onionchat reaches tor (used by 'serve' without --local)."""
+
+    mode: str = setting("launch", "'launch': start our own tor; 'control': use a running tor's control "
+                                  "port or socket; 'torrc': tor publishes via HiddenServiceDir (see "
+                                  "torrc.example).", choices=("launch", "control", "torrc"))
+    tor_binary: str = setting("tor", "The tor program for 'launch' mode.")
+    control_socket: str = setting("/run/tor/control", "Control socket for 'control' mode (Debian's "
+                                                      "system tor). Empty: use control_port.")
+    control_port: int = setting(9051, "Control port for 'control' mode when control_socket is empty.",
+                                lo=1, hi=65535)
+    control_password: str = setting("", "Control password, if the tor uses HashedControlPassword "
+                                         "instead of cookie authentication.")
+    hidden_service_dirs: list[str] = setting(["/var/lib/tor/onionchat-visitor",
+                                              "/var/lib/tor/onionchat-staff"],
+                                             "'torrc' mode: the visitor and staff HiddenServiceDir.")
+    staff_client_auth: bool = setting(True, "Protect the staff onion with Tor client authorization "
+                                            "(strongly recommended).")
+    proof_of_work: bool = setting(True, "Turn on tor's proof-of-work defence where tor supports it.")
+    max_streams: int = setting(60, "Most streams one circuit may open to an onion; a browser needs "
+                                   "about 6 plus held frames.", lo=0, hi=65535)
+    extra_torrc: list[str] = setting([], "'launch' mode: extra torrc lines, e.g. bridges: "
+                                         "[\"UseBridges 1\", \"Bridge obfs4 ...\"].")
+    bootstrap_timeout: int = setting(300, "Seconds to wait for tor to bootstrap.", lo=10, hi=3600)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """All settings; ``path`` is where they were read from (None: defaults only)."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    poll: PollConfig = field(default_factory=PollConfig)
+    visitor: VisitorConfig = field(default_factory=VisitorConfig)
+    staff: StaffConfig = field(default_factory=StaffConfig)
+    tor: TorConfig = field(default_factory=TorConfig)
+    path: Path | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory: set explicitly, else beside the config file, else the default."""
+        if self.server.data_dir:
+            return Path(self.server.data_dir).expanduser()
+        if self.path is not None:
+            return self.path.parent
+        return default_data_dir()
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig, "limits": LimitsConfig, "poll": PollConfig,
+    "visitor": VisitorConfig, "staff": StaffConfig, "tor": TorConfig,
+}
+
+
+def _convert(where: str, f: dataclasses.Field[Any], typ: Any, value: Any) -> Any:
+    """Check one value against its field's type and bounds; raise ConfigError naming it."""
+    meta = f.metadata
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false")
+    elif typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number")
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"{where} must be between {lo} and {hi}, not {value}")
+    elif typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a text in quotes")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(choices)}, not {value!r}")
+    elif typ == list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of texts, like [\"a\", \"b\"]")
+    return value
+
+
+def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
+    """Build a Config from parsed TOML, refusing unknown names and bad values."""
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        cls = SECTIONS.get(name)
+        if cls is None:
+            raise ConfigError(f"unknown section [{name}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{name}] must be a section")
+        hints = get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, raw in value.items():
+            if key not in fields:
+                raise ConfigError(f"unknown setting {name}.{key}")
+            kwargs[key] = _convert(f"{name}.{key}", fields[key], hints[key], raw)
+        sections[name] = cls(**kwargs)
+    config = Config(**sections, path=path)
+    if (config.server.visitor_host, config.server.visitor_port) == (config.server.staff_host,
+                                                                    config.server.staff_port):
+        raise ConfigError("server.staff_port must differ from server.visitor_port")
+    return config
+
+
+def load(path: Path | None) -> Config:
+    """Load the file at ``path`` (None: defaults only); every problem is one ConfigError line."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (create one with 'onionchat init')") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return from_mapping(data, path.resolve())
+
+
+def find_config(explicit: str | None) -> Path | None:
+    """--config, then $ONIONCHAT_CONFIG, then ./onionchat.toml, then the default data dir's file."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    for candidate in (Path.cwd() / CONFIG_NAME, default_data_dir() / CONFIG_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_template() -> str:
+    """The commented config file 'onionchat init' writes: every setting with its default."""
+    tor_note = "" if shutil.which("tor") else "# (no tor found on this machine: 'serve --local' runs without it)\n"
+    lines = ["# onionchat configuration. Every setting is shown with its default.",
+             "# Uncomment and change what you need; restart onionchat afterwards.", ""]
+    for name, cls in SECTIONS.items():
+        lines.append(f"[{name}]")
+        if name == "tor" and tor_note:
+            lines.append(tor_note.rstrip("\n"))
+        for f in dataclasses.fields(cls):
+            lines.append(f"# {f.metadata['doc']}")
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            lines.append(f"# {f.name} = {_toml_value(default)}")
+        lines.append("")
+    return "\n".join(lines)

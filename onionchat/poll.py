@@ -1,0 +1,66 @@
+"""Self-updating frames without JavaScript: held requests chained with ``Refresh``.
+
+A frame's URL carries the stamp of what it shows. When the browser asks for the stamp it
+already has, the request is held until something changes (or the hold time passes), and
+the answer refreshes itself at once to the next stamp. The old page stays on screen while
+the next request is held, so a change reaches the screen as soon as it happens, with one
+request per change or per hold period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from aiohttp import web
+
+from onionchat import keys
+
+Waiter = Callable[[float], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """What a self-updating frame needs: its stamp now, how to wait, how to render."""
+
+    stamp: Callable[[], str]
+    wait: Waiter
+    render: Callable[[str, str], bytes]  # (stamp, refresh url) -> page bytes
+    path: str
+    final: Callable[[], bool] = lambda: False  # True: the page never changes again
+
+
+async def wait_any(waiters: Iterable[Waiter], timeout: float) -> bool:
+    """Wait until any waiter sees a change; True if one did."""
+    tasks = [asyncio.ensure_future(w(timeout)) for w in waiters]
+    if not tasks:
+        await asyncio.sleep(timeout)
+        return False
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return any(t.result() for t in done)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+async def serve_frame(request: web.Request, frame: Frame) -> web.Response:
+    """Answer a frame request, holding it while the browser already shows the newest stamp."""
+    poll = request.app[keys.CONFIG].poll
+    paused = request.query.get("paused") == "1"
+    seen = request.query.get("v")
+    stamp = frame.stamp()
+    if poll.mode == "hold" and not paused and seen == stamp and not frame.final():
+        await frame.wait(float(poll.hold_seconds))
+        stamp = frame.stamp()
+    joiner = "&" if "?" in frame.path else "?"
+    url = f"{frame.path}{joiner}v={quote(stamp)}#latest"
+    body = frame.render(stamp, "" if paused or frame.final() else url)
+    response = web.Response(body=body, content_type="text/html", charset="utf-8")
+    if not paused and not frame.final():
+        delay = 0 if poll.mode == "hold" else poll.interval_seconds
+        # The header works even before the page is parsed; the page repeats it as a meta tag.
+        response.headers["Refresh"] = f"{delay}; url={url}"
+    return response

@@ -1,0 +1,74 @@
+"""Jinja2 templates with autoescaping and gettext, one environment per language."""
+
+from __future__ import annotations
+
+import gettext
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from onionchat.config import Config
+
+DEFAULT_LANGUAGE = "en"
+
+
+def templates_dir() -> Path:
+    """Templates ship inside the package in a wheel; in a source checkout they sit beside it."""
+    here = Path(__file__).resolve().parent
+    installed = here / "templates"
+    return installed if installed.is_dir() else here.parent / "templates"
+
+
+def clock(at: float) -> str:
+    """HH:MM of a wall-clock time, for message lines (server time, never stored)."""
+    return time.strftime("%H:%M", time.localtime(at))
+
+
+def minutes(seconds: float) -> int:
+    """Whole minutes, at least 0."""
+    return max(0, int(seconds // 60))
+
+
+class Renderer:
+    """Renders templates for one audience's language; every value is HTML-escaped."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._envs: dict[str, jinja2.Environment] = {}
+        self.css = self._environment(DEFAULT_LANGUAGE).get_template("style.css").render(
+            stalled=max(config.poll.stalled_seconds, config.poll.hold_seconds * 2 + 5,
+                        config.poll.interval_seconds * 3)).encode()
+        # A versioned URL lets the browser keep the stylesheet in memory across frame reloads.
+        self.css_version = hashlib.sha256(self.css).hexdigest()[:12]
+
+    def _environment(self, lang: str) -> jinja2.Environment:
+        env = self._envs.get(lang)
+        if env is None:
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(templates_dir()),
+                autoescape=jinja2.select_autoescape(["html"], default_for_string=True),
+                undefined=jinja2.StrictUndefined,
+                extensions=["jinja2.ext.i18n"],
+                trim_blocks=True, lstrip_blocks=True,
+            )
+            env.install_gettext_translations(self.translations(lang), newstyle=True)  # type: ignore[attr-defined]
+            env.filters["clock"] = clock
+            env.filters["minutes"] = minutes
+            self._envs[lang] = env
+        return env
+
+    def translations(self, lang: str) -> gettext.NullTranslations:
+        """The catalog for ``lang``; English is the source language, so it needs none."""
+        return gettext.NullTranslations()
+
+    def gettext(self, lang: str, message: str) -> str:
+        """Translate one message from Python code."""
+        return self.translations(lang).gettext(message)
+
+    def render(self, name: str, lang: str = DEFAULT_LANGUAGE, **context: Any) -> str:
+        """Render template ``name`` in ``lang`` with the common context."""
+        template = self._environment(lang).get_template(name)
+        return template.render(config=self.config, lang=lang, css_version=self.css_version, **context)

@@ -1,0 +1,201 @@
+"""Routes of the visitor site: landing, waiting, chatting, leaving, quick exit and resume."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from onionchat import keys, websession
+from onionchat.chat import Author, Conversation, EndReason, State
+from onionchat.errors import ChatError, NotFound
+from onionchat.poll import Frame, serve_frame, wait_any
+from onionchat.pages import page, see_other
+from onionchat.render import DEFAULT_LANGUAGE
+from onionchat.security import ERRORS, read_form
+from onionchat.sessions import Session
+
+routes = web.RouteTableDef()
+
+
+def conversation_of(request: web.Request, session: Session | None) -> Conversation | None:
+    """The conversation this browser may read (only through its own session, never by id)."""
+    if session is None or not session.conversation:
+        return None
+    return request.app[keys.CHAT].find(session.conversation)
+
+
+def wait_minutes(request: web.Request, position: int) -> int:
+    """Estimated wait: chats ahead times minutes per chat, shared by the staff online."""
+    config = request.app[keys.CONFIG]
+    staff = max(1, len(request.app[keys.STAFF_SESSIONS].staff_online()))
+    return -(-position * config.visitor.minutes_per_visitor // staff)
+
+
+@routes.get("/", name="landing")
+async def landing(request: web.Request) -> web.Response:
+    """What this is, why it is anonymous, how to stay safe, Start chat and Resume chat."""
+    session, new = websession.ensure(request)
+    conv = conversation_of(request, session)
+    response = page(request, "visitor/landing.html", session,
+                    active=conv is not None and conv.state is not State.ENDED)
+    if new:
+        websession.set_cookie(request, response, session)
+    return response
+
+
+@routes.post("/start", name="start")
+async def start(request: web.Request) -> web.StreamResponse:
+    """Join the queue with an optional nickname."""
+    session = websession.current(request)
+    form = await read_form(request, session)
+    assert session is not None  # read_form refuses requests without a session
+    conv = conversation_of(request, session)
+    if conv is None or conv.state is State.ENDED:
+        conv, passphrase = request.app[keys.CHAT].start(form.get("nickname", ""))
+        session.conversation = conv.id
+        session.passphrase = passphrase
+    raise see_other("/chat")
+
+
+@routes.post("/resume", name="resume")
+async def resume(request: web.Request) -> web.StreamResponse:
+    """Return to a conversation still in memory with its passphrase."""
+    session = websession.current(request)
+    form = await read_form(request, session)
+    assert session is not None
+    conv = request.app[keys.CHAT].resume(form.get("passphrase", ""), session.resume_throttle)
+    session.conversation = conv.id
+    raise see_other("/chat")
+
+
+@routes.get("/chat", name="chat")
+async def chat(request: web.Request) -> web.StreamResponse:
+    """The chat frame set: messages (self-updating), compose (never reloads), controls."""
+    session = websession.current(request)
+    conv = conversation_of(request, session)
+    if session is None or conv is None:
+        raise see_other("/")
+    passphrase, session.passphrase = session.passphrase, ""  # shown once, then forgotten
+    return page(request, "visitor/chat.html", session, passphrase=passphrase)
+
+
+def messages_frame(request: web.Request, session: Session | None) -> Frame:
+    """The visitor's messages frame for this request."""
+    store = request.app[keys.CHAT]
+    renderer = request.app[keys.RENDERER]
+    conv = conversation_of(request, session)
+    paused = request.query.get("paused") == "1"
+
+    def stamp() -> str:
+        if conv is None:
+            return "gone"
+        if conv.state is State.WAITING:
+            position = store.position(conv)
+            return f"{conv.version}.{store.board_version}.{position}.{wait_minutes(request, position)}"
+        return str(conv.version)
+
+    async def wait(timeout: float) -> bool:
+        if conv is None:
+            return False
+        if conv.state is State.WAITING:
+            return await wait_any((conv.waiter(), store.board_waiter()), timeout)
+        return await conv.wait_newer(conv.version, timeout)
+
+    def render(current: str, url: str) -> bytes:
+        key = "visitor-paused" if paused else "visitor"
+        if conv is not None:
+            cached = conv.rendered.get(key)
+            if cached is not None and cached[0] == current:
+                return cached[1]
+        position = store.position(conv) if conv is not None else 0
+        body = renderer.render(
+            "visitor/messages.html", DEFAULT_LANGUAGE, conv=conv, position=position,
+            wait=wait_minutes(request, position) if position else 0, refresh_url=url,
+            paused=paused, Author=Author, State=State, EndReason=EndReason).encode()
+        if conv is not None:
+            conv.rendered[key] = (current, body)
+        return body
+
+    def final() -> bool:
+        return conv is None or conv.state is State.ENDED
+
+    if conv is not None:
+        conv.touch()
+    return Frame(stamp=stamp, wait=wait, render=render, path="/chat/messages", final=final)
+
+
+@routes.get("/chat/messages", name="messages")
+async def messages(request: web.Request) -> web.Response:
+    """The self-updating list of messages (or the waiting line)."""
+    return await serve_frame(request, messages_frame(request, websession.current(request)))
+
+
+@routes.get("/chat/compose", name="compose")
+async def compose(request: web.Request) -> web.Response:
+    """The compose form; it never reloads by itself, so typed text is never lost."""
+    session = websession.current(request)
+    conv = conversation_of(request, session)
+    return page(request, "visitor/compose.html", session, conv=conv, text="", error=None, State=State)
+
+
+@routes.post("/chat/send", name="send")
+async def send(request: web.Request) -> web.StreamResponse:
+    """Send a message; on refusal the compose form comes back with the text kept."""
+    session = websession.current(request)
+    form = await read_form(request, session)
+    conv = conversation_of(request, session)
+    text = form.get("text", "")
+    try:
+        if conv is None:
+            raise NotFound("gone")
+        request.app[keys.CHAT].post(conv.id, Author.VISITOR, text)
+    except ChatError as exc:
+        status, title, explanation = ERRORS.get(exc.code, ERRORS["bad_request"])
+        return page(request, "visitor/compose.html", session, status=status, conv=conv, text=text,
+                    error=(title, explanation), State=State)
+    raise see_other("/chat/compose")
+
+
+@routes.post("/chat/leave", name="leave")
+async def leave(request: web.Request) -> web.StreamResponse:
+    """End the conversation and show how to leave no trace."""
+    session = websession.current(request)
+    await read_form(request, session)
+    conv = conversation_of(request, session)
+    if conv is not None:
+        request.app[keys.CHAT].end(conv.id, EndReason.VISITOR_LEFT)
+    assert session is not None
+    session.conversation = ""
+    raise see_other("/goodbye")
+
+
+@routes.get("/goodbye", name="goodbye")
+async def goodbye(request: web.Request) -> web.Response:
+    """Advice after leaving: close Tor Browser or use New Identity."""
+    return page(request, "visitor/goodbye.html", websession.current(request))
+
+
+@routes.get("/safety", name="safety")
+async def safety(request: web.Request) -> web.Response:
+    """How to stay safe while using this service."""
+    return page(request, "visitor/safety.html", websession.current(request))
+
+
+async def quick_exit(request: web.Request) -> web.StreamResponse:
+    """End the conversation server-side, forget the session, and go to a neutral page.
+
+    A plain link (GET) rather than a form: it must work in one tap from any page, and the
+    session cookie is SameSite=Strict, so another site cannot trigger it for a visitor.
+    """
+    session = websession.current(request)
+    conv = conversation_of(request, session)
+    if conv is not None:
+        request.app[keys.CHAT].end(conv.id, EndReason.QUICK_EXIT)
+    if session is not None:
+        request.app[keys.SESSIONS].drop(session)
+    response = web.HTTPSeeOther(request.app[keys.CONFIG].visitor.quick_exit_url)
+    websession.clear_cookie(request, response)
+    return response
+
+
+routes.get("/exit", name="exit")(quick_exit)
+routes.post("/exit", name="exit_post")(quick_exit)

@@ -1,0 +1,39 @@
+"""Session cookies: memory-only ids in HttpOnly, SameSite=Strict cookies, never in a URL."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from onionchat import keys
+from onionchat.sessions import Session
+
+# One cookie name per site, so a browser using both sites never mixes the two sessions.
+COOKIE = {"visitor": "oc_visitor", "staff": "oc_staff"}
+
+
+def cookie_name(request: web.Request) -> str:
+    """This site's cookie name."""
+    return COOKIE[request.app[keys.SITE]]
+
+
+def current(request: web.Request) -> Session | None:
+    """The request's live session, or None."""
+    return request.app[keys.SESSIONS].get(request.cookies.get(cookie_name(request)))
+
+
+def ensure(request: web.Request) -> tuple[Session, bool]:
+    """The request's session, creating one if needed; True when it is new."""
+    session = current(request)
+    if session is not None:
+        return session, False
+    return request.app[keys.SESSIONS].create(), True
+
+
+def set_cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:
+    """Attach the session cookie: no Expires, so it dies with the (private) browser window."""
+    response.set_cookie(cookie_name(request), session.id, httponly=True, samesite="Strict", path="/")
+
+
+def clear_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    """Remove the session cookie from the browser."""
+    response.del_cookie(cookie_name(request), path="/")
