@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from argon2 import PasswordHasher, Type
@@ -64,18 +65,17 @@ class AccountStore:
     def _load(self) -> dict[str, Account]:
         raw = storage.read_json(self.path, {"accounts": {}})
         try:
+            entries: dict[str, dict[str, str]] = raw["accounts"]
             return {name: Account(name=name, role=Role(a["role"]), password_hash=str(a["password_hash"]),
                                   disabled=bool(a.get("disabled", False)))
-                    for name, a in raw["accounts"].items()}
+                    for name, a in entries.items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StorageError(f"{self.path} is damaged: {exc}") from None
 
     def _save(self) -> None:
-        data = {"version": 1, "accounts": {
-            n: {**asdict(a), "role": a.role.value} for n, a in sorted(self._accounts.items())}}
-        for entry in data["accounts"].values():
-            entry.pop("name", None)
-        storage.write_json(self.path, data)
+        entries = {n: {"role": a.role.value, "password_hash": a.password_hash, "disabled": a.disabled}
+                   for n, a in sorted(self._accounts.items())}
+        storage.write_json(self.path, {"version": 1, "accounts": entries})
         self._mtime = self._stat()  # our own write is not a change to pick up
 
     def _stat(self) -> int:
@@ -151,10 +151,8 @@ class AccountStore:
         """
         account = self._accounts.get(name)
         if len(password) > PASSWORD_MAX or account is None:
-            try:
+            with contextlib.suppress(VerificationError):
                 self.hasher.verify(self._dummy_hash, password[:PASSWORD_MAX])
-            except VerificationError:
-                pass
             return None
         try:
             self.hasher.verify(account.password_hash, password)

@@ -91,7 +91,7 @@ class Conversation:
     staff_seen: int = 0  # last message seq the counsellor's frame showed (for 'new' marks)
     sent_times: deque[float] = field(default_factory=deque)
     # Rendered pages per audience, valid for one version: polls serve bytes, not templates.
-    rendered: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    rendered: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def touch(self) -> None:

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from onionchat import __version__, config as configmod, logs, storage
+from onionchat import __version__, logs, storage
+from onionchat import config as configmod
 from onionchat.accounts import AccountStore, Role
 from onionchat.config import Config
 from onionchat.errors import OnionchatError

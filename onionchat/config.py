@@ -180,9 +180,8 @@ def _convert(where: str, f: dataclasses.Field[Any], typ: Any, value: Any) -> Any
         choices = meta.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{where} must be one of {', '.join(choices)}, not {value!r}")
-    elif typ == list[str]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where} must be a list of texts, like [\"a\", \"b\"]")
+    elif typ == list[str] and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{where} must be a list of texts, like [\"a\", \"b\"]")
     return value
 
 
@@ -204,8 +203,8 @@ def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
             kwargs[key] = _convert(f"{name}.{key}", fields[key], hints[key], raw)
         sections[name] = cls(**kwargs)
     config = Config(**sections, path=path)
-    if (config.server.visitor_host, config.server.visitor_port) == (config.server.staff_host,
-                                                                    config.server.staff_port):
+    server = config.server
+    if (server.visitor_host, server.visitor_port) == (server.staff_host, server.staff_port):
         raise ConfigError("server.staff_port must differ from server.visitor_port")
     return config
 
@@ -261,7 +260,7 @@ def render_template() -> str:
             lines.append(tor_note.rstrip("\n"))
         for f in dataclasses.fields(cls):
             lines.append(f"# {f.metadata['doc']}")
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
             lines.append(f"# {f.name} = {_toml_value(default)}")
         lines.append("")
     return "\n".join(lines)

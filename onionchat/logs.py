@@ -15,6 +15,7 @@ class PrivacyFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Strip the record; never drop it."""
         record.exc_info = None
         record.exc_text = None
         record.stack_info = None

@@ -7,8 +7,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from onionchat.throttle import Throttle
 from onionchat.errors import LimitReached
+from onionchat.throttle import Throttle
 
 
 @dataclass(slots=True, eq=False)

@@ -112,7 +112,7 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
     def render(current: str, url: str) -> bytes:
         return renderer.render("staff/dashboard.html", DEFAULT_LANGUAGE, session=session, site="staff",
                                account=account, queue=store.queue(), mine=store.chats_of(account.name),
-                               refresh_url=url).encode()
+                               refresh_url=url, paused=request.query.get("paused") == "1").encode()
 
     return Frame(stamp=stamp, wait=wait, render=render, path="/")
 

@@ -7,8 +7,8 @@ from aiohttp import web
 from onionchat import keys, websession
 from onionchat.chat import Author, Conversation, EndReason, State
 from onionchat.errors import ChatError, NotFound
-from onionchat.poll import Frame, serve_frame, wait_any
 from onionchat.pages import page, see_other
+from onionchat.poll import Frame, serve_frame, wait_any
 from onionchat.render import DEFAULT_LANGUAGE
 from onionchat.security import ERRORS, read_form
 from onionchat.sessions import Session
@@ -108,7 +108,7 @@ def messages_frame(request: web.Request, session: Session | None) -> Frame:
                 return cached[1]
         position = store.position(conv) if conv is not None else 0
         body = renderer.render(
-            "visitor/messages.html", DEFAULT_LANGUAGE, conv=conv, position=position,
+            "visitor/messages.html", DEFAULT_LANGUAGE, site="visitor", conv=conv, position=position,
             wait=wait_minutes(request, position) if position else 0, refresh_url=url,
             paused=paused, Author=Author, State=State, EndReason=EndReason).encode()
         if conv is not None:

@@ -12,7 +12,7 @@ COOKIE = {"visitor": "oc_visitor", "staff": "oc_staff"}
 
 
 def cookie_name(request: web.Request) -> str:
-    """This site's cookie name."""
+    """Cookie name of the site that received the request."""
     return COOKIE[request.app[keys.SITE]]
 
 
