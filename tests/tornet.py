@@ -123,7 +123,7 @@ class TorNetwork:
     # -- configuration --------------------------------------------------------------
 
     def join_lines(self) -> list[str]:
-        """torrc lines a tor of our own needs to use this network (onionchat's extra_torrc)."""
+        """Lines a tor of our own needs to use this network (onionchat's extra_torrc)."""
         return ["TestingTorNetwork 1", "PathsNeededToBuildCircuits 0.67", "GeoIPFile", "GeoIPv6File",
                 *self.dir_authority_lines]
 
@@ -253,7 +253,8 @@ class TorNetwork:
         """A tor with a SocksPort (and ClientOnionAuthDir if given), bootstrapped to 100%."""
         node = self._new_node(name, "client")
         node.socks_port = self.ports()
-        node.lines = [*self._base_lines(node), f"SocksPort {LOOPBACK}:{node.socks_port}"]
+        # ExtendedErrors: report onion failures (e.g. 0xF4, client auth missing) as Tor Browser sees them.
+        node.lines = [*self._base_lines(node), f"SocksPort {LOOPBACK}:{node.socks_port} ExtendedErrors"]
         if auth_dir is not None:
             node.lines.append(f"ClientOnionAuthDir {auth_dir}")
         if control:
