@@ -1,0 +1,134 @@
+"""CLI subcommands for Tor: 'onion show', 'staff-key add/list/remove', 'systemd-unit'."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import segno
+
+from onionchat import config as configmod
+from onionchat.config import Config
+from onionchat.onionkeys import StaffClientKeys, auth_private_line, auth_server_line, service_keys
+from onionchat.systemd import DEFAULT_DATA_DIR, DEFAULT_USER, render_unit
+from onionchat.tor import OnionAddresses, read_torrc_addresses
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return configmod.load(configmod.find_config(args.config))
+
+
+def _addresses(config: Config) -> OnionAddresses:
+    if config.tor.mode == "torrc":
+        return read_torrc_addresses(config)
+    keys = service_keys(config.data_dir)  # created on first use: the address is fixed from now on
+    return OnionAddresses(visitor=keys.visitor.address, staff=keys.staff.address)
+
+
+def cmd_onion_show(args: argparse.Namespace) -> int:
+    """Print both addresses and a QR code of the visitor address."""
+    config = _config(args)
+    addresses = _addresses(config)
+    visitor_url = f"http://{addresses.visitor}/"
+    print(f"visitor: {visitor_url}")
+    print(f"staff:   http://{addresses.staff}/")
+    if config.tor.mode != "torrc":
+        if config.tor.staff_client_auth:
+            count = len(StaffClientKeys(config.data_dir).load())
+            print(f"         (client authorization: {count} staff key(s); "
+                  "add one with 'onionchat staff-key add LABEL')")
+        else:
+            print("         (no client authorization: tor.staff_client_auth is false)")
+        print(f"keys:    {config.data_dir / 'onion'} -- back up this directory; it holds the addresses")
+    if not args.no_qr:
+        print()
+        segno.make(visitor_url, error="m").terminal(out=sys.stdout, compact=True)
+    return 0
+
+
+def cmd_staff_key_add(args: argparse.Namespace) -> int:
+    """Create a staff client key; print the private half once, keep only the public half."""
+    config = _config(args)
+    staff = _addresses(config).staff
+    pair = StaffClientKeys(config.data_dir).add(args.label)
+    print(f"Added staff key {args.label!r}. Only its public half is stored; the private key below is shown "
+          "this once.")
+    print("Give it to the counsellor over a safe channel. A running onionchat accepts it within a few seconds.")
+    print()
+    print(f"Tor Browser, when http://{staff}/ asks for its key, paste:")
+    print(pair.private)
+    print()
+    print(f"Other tor clients: a file {args.label}.auth_private in their ClientOnionAuthDir containing:")
+    print(auth_private_line(staff, pair.private))
+    if config.tor.mode == "torrc":
+        print()
+        print("tor.mode is torrc, so tor must know this key too: as root, write this line to "
+              f"{Path(config.tor.hidden_service_dirs[-1]) / 'authorized_clients' / (args.label + '.auth')} "
+              "and run 'systemctl reload tor':")
+        print(auth_server_line(pair.public))
+    return 0
+
+
+def cmd_staff_key_list(args: argparse.Namespace) -> int:
+    """List the labels (and public keys) allowed on the staff onion."""
+    config = _config(args)
+    clients = StaffClientKeys(config.data_dir).load()
+    for label, public in sorted(clients.items()):
+        print(f"{label}\t{public}")
+    if not clients:
+        print("no staff keys yet: onionchat staff-key add LABEL")
+    return 0
+
+
+def cmd_staff_key_remove(args: argparse.Namespace) -> int:
+    """Revoke a staff client key."""
+    config = _config(args)
+    StaffClientKeys(config.data_dir).remove(args.label)
+    print(f"removed staff key {args.label!r}; a running onionchat stops accepting it within a few seconds")
+    if config.tor.mode == "torrc":
+        print("tor.mode is torrc: also delete its .auth file from authorized_clients and run 'systemctl reload tor'")
+    return 0
+
+
+def cmd_systemd_unit(args: argparse.Namespace) -> int:
+    """Print a systemd unit for this installation."""
+    mode = args.mode
+    if mode is None:
+        path = configmod.find_config(args.config)
+        mode = configmod.load(path).tor.mode if path is not None else "launch"
+    executable = args.exec or shutil.which("onionchat") or "/usr/local/bin/onionchat"
+    print(render_unit(executable=executable, mode=mode, user=args.user, data_dir=args.data_dir), end="")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add 'onion', 'staff-key' and 'systemd-unit' to the onionchat command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="config file")
+
+    onion = subparsers.add_parser("onion", parents=[common], help="the onion addresses")
+    osub = onion.add_subparsers(dest="onion_command", required=True, metavar="ACTION")
+    p = osub.add_parser("show", parents=[common], help="print both addresses and a QR code of the visitor address")
+    p.add_argument("--no-qr", action="store_true", help="no QR code")
+    p.set_defaults(func=cmd_onion_show)
+
+    keys = subparsers.add_parser("staff-key", parents=[common],
+                                 help="client-authorization keys for the staff onion")
+    ksub = keys.add_subparsers(dest="staff_key_command", required=True, metavar="ACTION")
+    p = ksub.add_parser("add", parents=[common], help="create a key for one counsellor's Tor Browser")
+    p.add_argument("label", help="who or which device holds it, e.g. alice-laptop")
+    p.set_defaults(func=cmd_staff_key_add)
+    p = ksub.add_parser("list", parents=[common], help="list the keys")
+    p.set_defaults(func=cmd_staff_key_list)
+    p = ksub.add_parser("remove", parents=[common], help="revoke a key")
+    p.add_argument("label")
+    p.set_defaults(func=cmd_staff_key_remove)
+
+    p = subparsers.add_parser("systemd-unit", parents=[common], help="print a systemd unit file")
+    p.add_argument("--mode", choices=("launch", "control", "torrc"), help="default: tor.mode of the config")
+    p.add_argument("--user", default=DEFAULT_USER, help=f"service user (default {DEFAULT_USER})")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"data directory (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--exec", metavar="PATH", help="the onionchat program (default: the one on PATH)")
+    p.set_defaults(func=cmd_systemd_unit)
