@@ -122,6 +122,16 @@ class Conversation:
         return True
 
     @property
+    def preview(self) -> str:
+        """The visitor's first message, for the queue on the dashboard."""
+        return next((m.text for m in self.messages if m.author is Author.VISITOR), "")
+
+    @property
+    def unread(self) -> bool:
+        """True when the latest message came after the counsellor's view last showed."""
+        return bool(self.messages) and self.messages[-1].seq > self.staff_seen
+
+    @property
     def waited(self) -> float:
         """Seconds this visitor has waited (until accepted)."""
         end = self.accepted_at or _now()
@@ -289,7 +299,7 @@ class ChatStore:
         self._bump_board()
         return conv
 
-    def end(self, cid: str, reason: EndReason) -> None:
+    def end(self, cid: str, reason: EndReason, now: float | None = None) -> None:
         """End a conversation and wipe its text at once; a bare shell remains briefly.
 
         The shell (no messages, no nickname, no passphrase) lets the other side see that
@@ -304,7 +314,7 @@ class ChatStore:
         conv.nickname = ""
         conv.state = State.ENDED
         conv.end_reason = reason
-        conv.ended_at = _now()
+        conv.ended_at = _now() if now is None else now
         conv.bump()
         self._bump_board()
 
@@ -321,7 +331,7 @@ class ChatStore:
         dropped = 0
         for conv in list(self._conversations.values()):
             if conv.state is not State.ENDED and now - conv.last_activity > idle:
-                self.end(conv.id, EndReason.EXPIRED)
+                self.end(conv.id, EndReason.EXPIRED, now)
             if conv.state is State.ENDED and now - conv.ended_at >= keep_ended:
                 del self._conversations[conv.id]
                 dropped += 1

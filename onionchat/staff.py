@@ -102,7 +102,7 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
 
     def stamp() -> str:
         mine = store.chats_of(account.name)
-        unread = sum(1 for c in mine if c.messages and c.messages[-1].seq > c.staff_seen)
+        unread = sum(1 for c in mine if c.unread)
         return f"{store.board_version}.{unread}"
 
     async def wait(timeout: float) -> bool:

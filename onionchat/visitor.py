@@ -194,7 +194,7 @@ async def quick_exit(request: web.Request) -> web.StreamResponse:
         request.app[keys.SESSIONS].drop(session)
     response = web.HTTPSeeOther(request.app[keys.CONFIG].visitor.quick_exit_url)
     websession.clear_cookie(request, response)
-    return response
+    raise response
 
 
 routes.get("/exit", name="exit")(quick_exit)

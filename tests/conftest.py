@@ -1,0 +1,134 @@
+"""Shared fixtures: a config in a temp data dir, fast test hashing, and clients for both sites."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+from argon2 import PasswordHasher, Type
+
+from onionchat.accounts import AccountStore, Role
+from onionchat.app import Services, build_services, create_app
+from onionchat.config import Config, LimitsConfig, PollConfig, StaffConfig, ServerConfig
+
+AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+PASSWORD = "a long enough test password"
+CSRF_RE = re.compile(r'name="_csrf" value="([^"]+)"')
+
+
+def fast_hasher() -> PasswordHasher:
+    """argon2id with tiny parameters: the production ones cost 64 MiB and ~0.1 s per hash."""
+    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=Type.ID)
+
+
+@pytest.fixture(autouse=True)
+def _in_ci_everything_runs() -> Iterator[None]:
+    """Nothing in this suite reads the real home directory's data by accident."""
+    old = os.environ.pop("ONIONCHAT_CONFIG", None)
+    yield
+    if old is not None:
+        os.environ["ONIONCHAT_CONFIG"] = old
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """Defaults, with a temp data dir and a short hold so held polls end quickly in tests."""
+    return Config(server=ServerConfig(data_dir=str(tmp_path / "data")),
+                  poll=PollConfig(hold_seconds=2), limits=LimitsConfig(), staff=StaffConfig())
+
+
+def make_services(config: Config) -> Services:
+    """Services with fast hashing and three staff accounts."""
+    accounts = AccountStore(config.data_dir, hasher=fast_hasher(), password_min=config.staff.password_min)
+    for name, role in (("carla", Role.COUNSELLOR), ("dirk", Role.COUNSELLOR), ("sam", Role.SUPERVISOR)):
+        accounts.add(name, PASSWORD, role)
+    return build_services(config, accounts=accounts)
+
+
+@pytest.fixture
+def services(config: Config) -> Services:
+    """The shared in-memory services of one server."""
+    return make_services(config)
+
+
+class Site:
+    """A browser-like client of one site: keeps cookies, reads CSRF tokens from pages."""
+
+    def __init__(self, client: TestClient[Any, Any]) -> None:
+        self.client = client
+        self.csrf = ""
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[ClientResponse, str]:
+        """GET a page and remember its CSRF token."""
+        response = await self.client.get(path, allow_redirects=False, **kwargs)
+        text = await response.text()
+        match = CSRF_RE.search(text)
+        if match:
+            self.csrf = match.group(1)
+        return response, text
+
+    async def post(self, path: str, data: dict[str, str] | None = None, *, csrf: str | None = None,
+                   **kwargs: Any) -> tuple[ClientResponse, str]:
+        """POST a form with the page's CSRF token (or the one given)."""
+        form = {"_csrf": self.csrf if csrf is None else csrf, **(data or {})}
+        if csrf == "":
+            form.pop("_csrf")
+        response = await self.client.post(path, data=form, allow_redirects=False, **kwargs)
+        return response, await response.text()
+
+
+@pytest.fixture
+def new_visitor(aiohttp_client: AiohttpClient, services: Services) -> Callable[[], Awaitable[Site]]:
+    """Factory: a fresh visitor browser (own cookie jar) on the visitor site."""
+    app = create_app(services, "visitor")
+
+    async def make() -> Site:
+        site = Site(await aiohttp_client(app))
+        await site.get("/")
+        return site
+
+    return make
+
+
+@pytest.fixture
+def new_staff(aiohttp_client: AiohttpClient, services: Services) -> Callable[[str], Awaitable[Site]]:
+    """Factory: a staff browser logged in as ``name``."""
+    app = create_app(services, "staff")
+
+    async def make(name: str = "carla") -> Site:
+        site = Site(await aiohttp_client(app))
+        await site.get("/login")
+        response, _ = await site.post("/login", {"username": name, "password": PASSWORD})
+        assert response.status == 303, "login failed"
+        await site.get("/")
+        return site
+
+    return make
+
+
+async def start_chat(visitor: Site, nickname: str = "") -> str:
+    """Start a chat as ``visitor``; returns the passphrase shown on the chat page."""
+    response, _ = await visitor.post("/start", {"nickname": nickname})
+    assert response.status == 303
+    _, page = await visitor.get("/chat")
+    match = re.search(r'class="words">([^<]+)<', page)
+    assert match, "passphrase not shown"
+    return match.group(1)
+
+
+def only(services: Services) -> str:
+    """The id of the one conversation in memory."""
+    (conv,) = list(services.chat)
+    return conv.id
+
+
+def with_limits(config: Config, **changes: Any) -> Config:
+    """The config with some limits changed."""
+    return replace(config, limits=replace(config.limits, **changes))

@@ -1,0 +1,175 @@
+"""The in-memory chat domain on its own: queue, accept, limits, ending, resume, sweeping."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from onionchat.chat import Author, ChatStore, EndReason, State, clean_text, make_passphrase
+from onionchat.config import LimitsConfig
+from onionchat.errors import ChatError, LimitReached, NotFound
+from onionchat.throttle import Throttle
+
+
+def store(**limits: int) -> ChatStore:
+    return ChatStore(LimitsConfig(**limits))
+
+
+def test_queue_is_served_longest_waiting_first() -> None:
+    chat = store()
+    first, _ = chat.start("a")
+    second, _ = chat.start("b")
+    assert [c.id for c in chat.queue()] == [first.id, second.id]
+    assert (chat.position(first), chat.position(second)) == (1, 2)
+    chat.accept(first.id, "carla", max_chats=3)
+    assert chat.position(second) == 1
+    assert chat.position(first) == 0
+
+
+def test_accept_twice_and_chat_limit_are_refused() -> None:
+    chat = store()
+    a, _ = chat.start("")
+    b, _ = chat.start("")
+    chat.accept(a.id, "carla", max_chats=1)
+    with pytest.raises(ChatError) as taken:
+        chat.accept(a.id, "dirk", max_chats=1)
+    assert taken.value.code == "taken"
+    with pytest.raises(LimitReached) as limit:
+        chat.accept(b.id, "carla", max_chats=1)
+    assert limit.value.code == "max_chats"
+    assert b.state is State.WAITING
+
+
+def test_accepting_tells_the_visitor_a_counsellor_joined() -> None:
+    chat = store()
+    conv, _ = chat.start("")
+    chat.accept(conv.id, "carla", max_chats=3)
+    assert conv.messages[-1].author is Author.SYSTEM
+    assert conv.messages[-1].event == "joined"
+
+
+def test_message_limits() -> None:
+    chat = store(message_length=10, messages_per_conversation=3, messages_per_minute=100)
+    conv, _ = chat.start("")
+    with pytest.raises(LimitReached) as too_long:
+        chat.post(conv.id, Author.VISITOR, "x" * 11)
+    assert too_long.value.code == "too_long"
+    with pytest.raises(ChatError) as empty:
+        chat.post(conv.id, Author.VISITOR, " \n\t ")
+    assert empty.value.code == "empty"
+    for i in range(3):
+        chat.post(conv.id, Author.VISITOR, f"m{i}")
+    with pytest.raises(LimitReached) as full:
+        chat.post(conv.id, Author.VISITOR, "one more")
+    assert full.value.code == "conversation_full"
+    assert [m.text for m in conv.messages] == ["m0", "m1", "m2"]
+
+
+def test_a_visitor_flooding_messages_is_slowed_down() -> None:
+    chat = store(messages_per_minute=3)
+    conv, _ = chat.start("")
+    for i in range(3):
+        chat.post(conv.id, Author.VISITOR, str(i))
+    with pytest.raises(LimitReached) as fast:
+        chat.post(conv.id, Author.VISITOR, "flood")
+    assert fast.value.code == "too_fast"
+    chat.post(conv.id, Author.STAFF, "counsellors are not throttled", sender="carla")
+
+
+def test_queue_and_conversation_capacity() -> None:
+    chat = store(queue_length=2, conversations=3)
+    a, _ = chat.start("")
+    chat.start("")
+    with pytest.raises(LimitReached) as queue:
+        chat.start("")
+    assert queue.value.code == "queue_full"
+    chat.accept(a.id, "carla", 3)
+    chat.start("")
+    with pytest.raises(LimitReached) as busy:
+        chat.start("")
+    assert busy.value.code == "busy"
+
+
+def test_ending_wipes_the_text_at_once() -> None:
+    chat = store()
+    conv, passphrase = chat.start("Mia")
+    chat.post(conv.id, Author.VISITOR, "secret words")
+    chat.end(conv.id, EndReason.STAFF_ENDED)
+    assert conv.state is State.ENDED
+    assert conv.messages == [] and conv.nickname == ""
+    with pytest.raises(NotFound):
+        chat.resume(passphrase, Throttle(5, 600))
+    with pytest.raises(ChatError):
+        chat.post(conv.id, Author.VISITOR, "after the end")
+
+
+def test_resume_accepts_what_a_person_types() -> None:
+    chat = store()
+    conv, passphrase = chat.start("")
+    typed = "  " + passphrase.upper().replace("-", " ") + " "
+    assert chat.resume(typed, Throttle(5, 600)) is conv
+
+
+def test_wrong_passphrases_are_throttled_per_session() -> None:
+    chat = store()
+    conv, passphrase = chat.start("")
+    throttle = Throttle(3, 600)
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            chat.resume("wrong-words-here-now", throttle)
+    with pytest.raises(LimitReached) as throttled:
+        chat.resume(passphrase, throttle)  # even the right one, once the budget is spent
+    assert throttled.value.code == "resume_throttled"
+
+
+def test_passphrases_are_four_short_words() -> None:
+    words = make_passphrase().split("-")
+    assert len(words) == 4 and all(len(w) == 4 and w.isalpha() for w in words)
+    assert len({make_passphrase() for _ in range(200)}) == 200
+
+
+def test_sweep_ends_idle_chats_then_drops_them() -> None:
+    chat = store(idle_minutes=1, ended_minutes=1)
+    conv, _ = chat.start("")
+    chat.post(conv.id, Author.VISITOR, "hello")
+    now = conv.last_activity
+    chat.sweep(now + 30)
+    assert conv.state is State.WAITING
+    chat.sweep(now + 61)
+    assert conv.state is State.ENDED and conv.end_reason is EndReason.EXPIRED and conv.messages == []
+    assert chat.find(conv.id) is conv
+    chat.sweep(now + 61 + 60)
+    assert chat.find(conv.id) is None
+
+
+def test_clean_text_keeps_words_and_drops_control_characters() -> None:
+    assert clean_text("a\x00b\x1bc\r\nd\u200de") == "abc\nd\u200de"
+    assert clean_text("two\nlines\tx", single_line=True) == "two lines x"
+
+
+async def test_waiters_wake_on_change_and_time_out_without_one() -> None:
+    chat = store()
+    conv, _ = chat.start("")
+    assert await conv.wait_newer(conv.version, 0.01) is False
+    waiting = asyncio.create_task(conv.wait_newer(conv.version, 5))
+    await asyncio.sleep(0)
+    chat.post(conv.id, Author.VISITOR, "wake up")
+    assert await asyncio.wait_for(waiting, 1) is True
+
+
+async def test_board_waiters_wake_when_someone_joins_the_queue() -> None:
+    chat = store()
+    waiting = asyncio.create_task(chat.board_waiter()(5))
+    await asyncio.sleep(0)
+    chat.start("")
+    assert await asyncio.wait_for(waiting, 1) is True
+
+
+def test_shutdown_ends_every_chat() -> None:
+    chat = store()
+    a, _ = chat.start("")
+    b, _ = chat.start("")
+    chat.accept(a.id, "carla", 3)
+    chat.shutdown()
+    assert a.end_reason is EndReason.SHUTDOWN and b.end_reason is EndReason.SHUTDOWN
