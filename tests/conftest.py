@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientResponse, web
+from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher, Type
 
 from onionchat.accounts import AccountStore, Role
 from onionchat.app import Services, build_services, create_app
-from onionchat.config import Config, LimitsConfig, PollConfig, StaffConfig, ServerConfig
+from onionchat.config import Config, LimitsConfig, PollConfig, ServerConfig, StaffConfig
+from onionchat.server import PRIVATE_RUNNER
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 PASSWORD = "a long enough test password"
@@ -84,13 +85,20 @@ class Site:
         return response, await response.text()
 
 
+async def private_client(aiohttp_client: AiohttpClient, app: web.Application) -> TestClient[Any, Any]:
+    """A test client whose server runs with production's runner options (no access log)."""
+    server = TestServer(app)
+    await server.start_server(**PRIVATE_RUNNER)
+    return await aiohttp_client(server)
+
+
 @pytest.fixture
 def new_visitor(aiohttp_client: AiohttpClient, services: Services) -> Callable[[], Awaitable[Site]]:
     """Factory: a fresh visitor browser (own cookie jar) on the visitor site."""
     app = create_app(services, "visitor")
 
     async def make() -> Site:
-        site = Site(await aiohttp_client(app))
+        site = Site(await private_client(aiohttp_client, app))
         await site.get("/")
         return site
 
@@ -103,7 +111,7 @@ def new_staff(aiohttp_client: AiohttpClient, services: Services) -> Callable[[st
     app = create_app(services, "staff")
 
     async def make(name: str = "carla") -> Site:
-        site = Site(await aiohttp_client(app))
+        site = Site(await private_client(aiohttp_client, app))
         await site.get("/login")
         response, _ = await site.post("/login", {"username": name, "password": PASSWORD})
         assert response.status == 303, "login failed"

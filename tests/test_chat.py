@@ -113,7 +113,7 @@ def test_resume_accepts_what_a_person_types() -> None:
 
 def test_wrong_passphrases_are_throttled_per_session() -> None:
     chat = store()
-    conv, passphrase = chat.start("")
+    _, passphrase = chat.start("")
     throttle = Throttle(3, 600)
     for _ in range(3):
         with pytest.raises(NotFound):
