@@ -1,0 +1,67 @@
+"""``python -m bench``: run the five benchmarks and print one table (see bench/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import load, proc, startup, throughput
+from bench.report import Row, table
+
+LOGINS = 20
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run the chosen benchmarks, print (and optionally save) the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated benchmark numbers (default: all)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs and 2,000 instead of 10,000 "
+                        "conversations: a smoke test, not figures to quote")
+    parser.add_argument("--out", metavar="FILE", help="also write the table to FILE")
+    args = parser.parse_args(argv)
+    chosen = {int(n) for n in args.only.split(",") if n.strip()}
+    quick = args.quick
+    seconds = 4.0 if quick else 10.0
+    capacity_n = 2000 if quick else 10_000
+    rate = 200.0  # counsellor messages per second in total (see README: far above real typing)
+
+    fd_limit = proc.raise_fd_limit()
+    if 3 in chosen and fd_limit < capacity_n + 1000:
+        print(f"open-file limit is {fd_limit}: too low for {capacity_n:,} connections", file=sys.stderr)
+        return 2
+    notes = ["client and server share the same cores (wrk or the asyncio client process uses CPU the server "
+             "would otherwise have); 'server N % CPU' is of one core"]
+    rows: list[Row] = []
+    began = time.monotonic()
+    with proc.workdir() as work:
+        accounts = proc.make_accounts(work / "accounts", load.counsellor_names(capacity_n // load.MAX_CHATS)
+                                      + load.login_names(LOGINS))
+        plan: list[tuple[int, str, Callable[[], list[Row]]]] = [
+            (1, "poll throughput", lambda: throughput.throughput(work, accounts, seconds, notes)),
+            (2, "delivery latency", lambda: load.delivery(work, accounts, 100, 20.0, seconds * 1.5, notes)
+             + load.delivery(work, accounts, 1000, rate, seconds * 1.5, notes)),
+            (3, "capacity", lambda: load.capacity(work, accounts, capacity_n, rate, seconds * 1.5, notes)),
+            (4, "logins under load", lambda: load.logins(work, accounts, 1000, LOGINS, rate, seconds, notes)),
+            (5, "start-up", lambda: startup.startup(work, accounts, 3 if quick else 5, notes)),
+        ]
+        for number, name, run in plan:
+            if number not in chosen:
+                continue
+            print(f"[{time.monotonic() - began:5.0f} s] benchmark {number}: {name} ...", file=sys.stderr, flush=True)
+            try:
+                rows += run()
+            except Exception as exc:  # noqa: BLE001 - one failed benchmark must not hide the others' figures
+                notes.append(f"benchmark {number} ({name}) FAILED: {type(exc).__name__}: {exc}")
+    notes.append(f"whole run: {time.monotonic() - began:.0f} s")
+    text = table(rows, proc.machine(), notes)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 1 if any(r.verdict == "MISS" for r in rows) or any("FAILED" in n for n in notes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
