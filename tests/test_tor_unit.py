@@ -7,6 +7,8 @@ import base64
 import io
 import logging
 import re
+import shutil
+import subprocess
 import threading
 import time
 import types
@@ -475,3 +477,16 @@ def test_systemd_unit_sandbox(mode: str) -> None:
 
 def test_onion_key_dataclass_service_id() -> None:
     assert OnionKey(address="x" * 56 + ".onion", key="ED25519-V3:").service_id == "x" * 56
+
+
+def test_torrc_example_is_accepted_by_tor(tmp_path: Path) -> None:
+    binary = shutil.which("tor")
+    if binary is None:
+        pytest.skip("tor is not installed")
+    repo = Path(__file__).resolve().parent.parent
+    text = (repo / "torrc.example").read_text().replace("/var/lib/tor/", f"{tmp_path}/hs/")
+    torrc = tmp_path / "torrc"
+    torrc.write_text(text + f"DataDirectory {tmp_path / 'data'}\nSocksPort 0\n")
+    result = subprocess.run([binary, "--verify-config", "-f", str(torrc), "--defaults-torrc", str(torrc) + ".none"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
