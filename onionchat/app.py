@@ -10,14 +10,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from onionchat import keys, staff, visitor
+from onionchat import admin, auth, keys, staff, statspage, visitor
 from onionchat.accounts import AccountStore
+from onionchat.audit import AuditLog
+from onionchat.canned import CannedReplies
 from onionchat.chat import ChatStore
 from onionchat.config import Config
 from onionchat.pages import style
 from onionchat.render import Renderer
 from onionchat.security import add_headers, guard
 from onionchat.sessions import SessionStore
+from onionchat.stats import Stats
 from onionchat.throttle import LoginThrottle
 
 log = logging.getLogger("onionchat")
@@ -37,12 +40,15 @@ class Services:
     renderer: Renderer
     login_throttle: LoginThrottle
     hash_slots: asyncio.Semaphore
+    audit: AuditLog
+    canned: CannedReplies
+    stats: Stats
 
 
 def build_services(config: Config, accounts: AccountStore | None = None) -> Services:
     """Create the in-memory stores for one server process."""
     limits = config.limits
-    return Services(
+    services = Services(
         config=config,
         chat=ChatStore(limits),
         accounts=accounts or AccountStore(config.data_dir, password_min=config.staff.password_min),
@@ -51,7 +57,13 @@ def build_services(config: Config, accounts: AccountStore | None = None) -> Serv
         renderer=Renderer(config),
         login_throttle=LoginThrottle(config.staff.login_attempts, config.staff.login_window_seconds),
         hash_slots=asyncio.Semaphore(1),
+        audit=AuditLog(config.data_dir, config.staff.audit_days),
+        canned=CannedReplies(config.data_dir),
+        stats=Stats(config.data_dir),
     )
+    services.chat.subscribe(services.stats.on_event)
+    services.chat.subscribe(services.audit.on_event)
+    return services
 
 
 async def sweeper(app: web.Application) -> AsyncIterator[None]:
@@ -86,13 +98,17 @@ def create_app(services: Services, site: str) -> web.Application:
     app[keys.STAFF_SESSIONS] = services.staff_sessions
     app[keys.LOGIN_THROTTLE] = services.login_throttle
     app[keys.HASH_SLOTS] = services.hash_slots
+    app[keys.AUDIT] = services.audit
+    app[keys.CANNED] = services.canned
+    app[keys.STATS] = services.stats
     if site == "visitor":
         app[keys.SESSIONS] = services.visitor_sessions
         app.add_routes(visitor.routes)
         app.cleanup_ctx.append(sweeper)
     else:
         app[keys.SESSIONS] = services.staff_sessions
-        app.add_routes(staff.routes)
+        for module in (auth, staff, admin, statspage):
+            app.add_routes(module.routes)
     app.router.add_get("/static/style.css", style, name="style")
     app.on_response_prepare.append(add_headers)
     return app

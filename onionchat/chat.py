@@ -53,6 +53,15 @@ class EndReason(enum.Enum):
     STAFF_ENDED = "staff_ended"
     EXPIRED = "expired"
     SHUTDOWN = "shutdown"
+    BLOCKED = "blocked"
+    DELETED = "deleted"
+
+
+class NoteKind(enum.Enum):
+    """Staff-only text: a note on the conversation, or a line between counsellor and supervisor."""
+
+    NOTE = "note"
+    STAFF_LINE = "staff_line"
 
 
 @dataclass(slots=True, frozen=True)
@@ -65,6 +74,33 @@ class Message:
     at: float  # wall-clock seconds, shown as HH:MM, never stored
     sender: str = ""  # staff username for STAFF lines; shown to staff only
     event: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class StaffNote:
+    """Staff-only text. A different type from Message on purpose: visitor pages are rendered
+    from a VisitorView, which has no field that could hold one."""
+
+    kind: NoteKind
+    author: str
+    text: str
+    at: float
+
+
+@dataclass(slots=True, frozen=True)
+class ChatEvent:
+    """Something that happened to a conversation, for the audit log and the statistics.
+
+    Carries the short-lived conversation id and durations only, never text or nickname.
+    """
+
+    kind: str  # offered, accepted, transferred, requeued, urgent, ended, blocked
+    conversation: str
+    actor: str = ""  # the staff member who acted; "" for the visitor or the system
+    waited: float = 0.0  # accepted: seconds in the queue
+    length: float = 0.0  # ended: seconds since accepted (0 if never answered)
+    answered: bool = False  # ended: had a counsellor taken it
+    reason: str = ""  # ended: EndReason value; transferred: target counsellor
 
 
 def _now() -> float:
@@ -88,6 +124,12 @@ class Conversation:
     end_reason: EndReason | None = None
     next_seq: int = 1
     passphrase_key: bytes = b""
+    session_key: bytes = b""  # digest of the visitor's session id, for blocking
+    lang: str = "en"  # the visitor's chosen language, shown to staff
+    urgent: bool = False
+    answered: bool = False  # a counsellor has taken it at least once
+    joined: set[str] = field(default_factory=set)  # supervisors who joined the chat
+    notes: list[StaffNote] = field(default_factory=list)
     staff_seen: int = 0  # last message seq the counsellor's frame showed (for 'new' marks)
     sent_times: deque[float] = field(default_factory=deque)
     # Rendered pages per audience, valid for one version: polls serve bytes, not templates.
@@ -121,6 +163,15 @@ class Conversation:
             return self.version != version
         return True
 
+    def has_staff(self, name: str) -> bool:
+        """True when ``name`` holds this chat or joined it as a supervisor."""
+        return name == self.counsellor or name in self.joined
+
+    def visitor_view(self) -> VisitorView:
+        """What visitor pages may render: messages and state, never staff-only text."""
+        return VisitorView(id=self.id, state=self.state, messages=tuple(self.messages),
+                           end_reason=self.end_reason, urgent=self.urgent, lang=self.lang)
+
     @property
     def preview(self) -> str:
         """The visitor's first message, for the queue on the dashboard."""
@@ -138,6 +189,18 @@ class Conversation:
         return max(0.0, end - self.created)
 
 
+@dataclass(slots=True, frozen=True)
+class VisitorView:
+    """The part of a conversation a visitor page receives (no notes, no staff names)."""
+
+    id: str
+    state: State
+    messages: tuple[Message, ...]
+    end_reason: EndReason | None
+    urgent: bool
+    lang: str
+
+
 def make_passphrase() -> str:
     """A fresh resume passphrase: four short pronounceable words."""
     syllables = [c + v for c in _CONSONANTS for v in _VOWELS]
@@ -152,7 +215,7 @@ def normalise_passphrase(raw: str) -> str:
 
 def _passphrase_key(raw: str) -> bytes:
     # Only a digest is kept, so even a memory dump does not show the passphrase itself.
-    return hashlib.blake2b(normalise_passphrase(raw).encode(), digest_size=16).digest()
+    return _digest(normalise_passphrase(raw))
 
 
 class ChatStore:
@@ -163,9 +226,19 @@ class ChatStore:
         self._clock = clock
         self._conversations: dict[str, Conversation] = {}
         self._by_passphrase: dict[bytes, str] = {}
+        self._blocked: dict[bytes, float] = {}  # session digest -> monotonic expiry
         self._resume_throttle = Throttle(limits.resume_attempts * 20, 60.0)
+        self._listeners: list[Callable[[ChatEvent], None]] = []
         self.board_version = 1  # grows when the queue or an assignment changes
         self._board_changed = asyncio.Event()
+
+    def subscribe(self, listener: Callable[[ChatEvent], None]) -> None:
+        """Call ``listener`` with every ChatEvent (audit log, statistics)."""
+        self._listeners.append(listener)
+
+    def _emit(self, event: ChatEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -186,23 +259,37 @@ class ChatStore:
     def __iter__(self) -> Iterator[Conversation]:
         return iter(list(self._conversations.values()))
 
+    def live(self) -> list[Conversation]:
+        """Every waiting or open conversation, urgent first, then oldest."""
+        return sorted((c for c in self._conversations.values() if c.state is not State.ENDED),
+                      key=lambda c: (not c.urgent, c.created))
+
     def queue(self) -> list[Conversation]:
-        """Waiting conversations, longest waiting first."""
+        """Waiting conversations in serving order: urgent first, then longest waiting."""
         waiting = [c for c in self._conversations.values() if c.state is State.WAITING]
-        waiting.sort(key=lambda c: c.created)
+        waiting.sort(key=lambda c: (not c.urgent, c.created))
         return waiting
 
+    def waiting_count(self) -> int:
+        """How many are waiting."""
+        return sum(1 for c in self._conversations.values() if c.state is State.WAITING)
+
     def position(self, conv: Conversation) -> int:
-        """1-based place of ``conv`` in the queue (0 when not waiting)."""
+        """1-based place of ``conv`` in the serving order (0 when not waiting)."""
         if conv.state is not State.WAITING:
             return 0
+        key = (not conv.urgent, conv.created)
         return 1 + sum(1 for c in self._conversations.values()
-                       if c.state is State.WAITING and c.created < conv.created)
+                       if c.state is State.WAITING and (not c.urgent, c.created) < key)
 
     def chats_of(self, staff: str) -> list[Conversation]:
-        """The open conversations held by ``staff``, oldest first."""
+        """The open conversations ``staff`` holds or joined, oldest first."""
         return sorted((c for c in self._conversations.values()
-                       if c.state is State.OPEN and c.counsellor == staff), key=lambda c: c.created)
+                       if c.state is State.OPEN and c.has_staff(staff)), key=lambda c: c.created)
+
+    def held_by(self, staff: str) -> int:
+        """How many open chats ``staff`` holds as the counsellor (for the per-counsellor limit)."""
+        return sum(1 for c in self._conversations.values() if c.state is State.OPEN and c.counsellor == staff)
 
     # -- changing ----------------------------------------------------------------------
 
@@ -227,21 +314,29 @@ class ChatStore:
             return self.board_version != version
         return True
 
-    def start(self, nickname: str) -> tuple[Conversation, str]:
+    def notify_board(self) -> None:
+        """Wake every dashboard and waiting page (e.g. staff availability changed)."""
+        self._bump_board()
+
+    def start(self, nickname: str, session_id: str = "", lang: str = "en") -> tuple[Conversation, str]:
         """Open a new waiting conversation; returns it and its resume passphrase (shown once)."""
+        session_key = _digest(session_id) if session_id else b""
+        if session_key and self.is_blocked(session_key):
+            raise ChatError("blocked")
         if len(self._conversations) >= self.limits.conversations:
             raise LimitReached("busy")
-        if sum(1 for c in self._conversations.values() if c.state is State.WAITING) >= self.limits.queue_length:
+        if self.waiting_count() >= self.limits.queue_length:
             raise LimitReached("queue_full")
         nickname = clean_text(nickname, single_line=True)[: self.limits.nickname_length].strip()
         cid = secrets.token_urlsafe(9)
         passphrase = make_passphrase()
-        conv = Conversation(id=cid, nickname=nickname, created=_now())
+        conv = Conversation(id=cid, nickname=nickname, created=_now(), lang=lang, session_key=session_key)
         conv.touch()
         conv.passphrase_key = _passphrase_key(passphrase)
         self._conversations[cid] = conv
         self._by_passphrase[conv.passphrase_key] = cid
         self._bump_board()
+        self._emit(ChatEvent("offered", cid))
         return conv, passphrase
 
     def resume(self, passphrase: str, session_throttle: Throttle) -> Conversation:
@@ -260,13 +355,7 @@ class ChatStore:
         conv = self.get(cid)
         if conv.state is State.ENDED:
             raise ChatError("ended")
-        text = clean_text(text).strip()
-        if not text:
-            raise ChatError("empty")
-        if len(text) > self.limits.message_length:
-            raise LimitReached("too_long")
-        if len(conv.messages) >= self.limits.messages_per_conversation:
-            raise LimitReached("conversation_full")
+        text = self._checked_text(conv, text)
         if author is Author.VISITOR:
             throttle = Throttle(self.limits.messages_per_minute, 60.0, conv.sent_times)
             if not throttle.allow():
@@ -274,6 +363,32 @@ class ChatStore:
         msg = self._append(conv, author, text, sender)
         conv.touch()
         return msg
+
+    def _checked_text(self, conv: Conversation, text: str) -> str:
+        text = clean_text(text).strip()
+        if not text:
+            raise ChatError("empty")
+        if len(text) > self.limits.message_length:
+            raise LimitReached("too_long")
+        if len(conv.messages) + len(conv.notes) >= self.limits.messages_per_conversation:
+            raise LimitReached("conversation_full")
+        return text
+
+    def add_note(self, cid: str, kind: NoteKind, author: str, text: str) -> StaffNote:
+        """Add staff-only text (a note, or a line between counsellor and supervisor)."""
+        conv = self.get(cid)
+        if conv.state is State.ENDED:
+            raise ChatError("ended")
+        note = StaffNote(kind=kind, author=author, text=self._checked_text(conv, text), at=self._clock())
+        conv.notes.append(note)
+        self._bump_staff_only(conv)
+        return note
+
+    def _bump_staff_only(self, conv: Conversation) -> None:
+        # Staff-only changes wake staff frames, but the visitor's cached page stays valid.
+        visitor_pages = {k: v for k, v in conv.rendered.items() if k.startswith("visitor")}
+        conv.bump()
+        conv.rendered.update(visitor_pages)
 
     def _append(self, conv: Conversation, author: Author, text: str, sender: str = "",
                 event: str = "") -> Message:
@@ -289,38 +404,124 @@ class ChatStore:
         conv = self.get(cid)
         if conv.state is not State.WAITING:
             raise ChatError("taken")
-        if len(self.chats_of(staff)) >= max_chats:
+        if self.held_by(staff) >= max_chats:
             raise LimitReached("max_chats")
         conv.state = State.OPEN
         conv.counsellor = staff
-        conv.accepted_at = _now()
+        if not conv.answered:
+            conv.accepted_at = _now()
         conv.touch()
-        self._append(conv, Author.SYSTEM, "", event="joined")
+        self._append(conv, Author.SYSTEM, "", event="joined" if not conv.answered else "took_over")
+        waited, conv.answered = conv.waited, True
         self._bump_board()
+        self._emit(ChatEvent("accepted", cid, actor=staff, waited=waited))
         return conv
 
-    def end(self, cid: str, reason: EndReason, now: float | None = None) -> None:
+    def mark_urgent(self, cid: str, actor: str = "") -> Conversation:
+        """Flag a conversation as urgent: it jumps the queue and stands out for staff."""
+        conv = self.get(cid)
+        if conv.state is State.ENDED or conv.urgent:
+            return conv
+        conv.urgent = True
+        conv.touch()
+        conv.bump()
+        self._bump_board()
+        self._emit(ChatEvent("urgent", cid, actor=actor))
+        return conv
+
+    def transfer(self, cid: str, actor: str, to: str, reason: str, max_chats: int) -> Conversation:
+        """Hand an open chat to another counsellor, who sees why in a staff-only line."""
+        conv = self.get(cid)
+        if conv.state is not State.OPEN:
+            raise ChatError("ended")
+        if to == conv.counsellor:
+            raise ChatError("bad_request")
+        if self.held_by(to) >= max_chats:
+            raise LimitReached("max_chats")
+        conv.counsellor = to
+        conv.joined.discard(to)
+        conv.staff_seen = 0
+        if reason.strip():
+            conv.notes.append(StaffNote(NoteKind.STAFF_LINE, actor, self._checked_text(conv, reason),
+                                        self._clock()))
+        self._append(conv, Author.SYSTEM, "", event="took_over")
+        self._bump_board()
+        self._emit(ChatEvent("transferred", cid, actor=actor, reason=to))
+        return conv
+
+    def requeue(self, cid: str, actor: str) -> Conversation:
+        """Put an open chat back in the queue (keeping its place and its messages)."""
+        conv = self.get(cid)
+        if conv.state is not State.OPEN:
+            raise ChatError("ended")
+        conv.state = State.WAITING
+        conv.counsellor = ""
+        conv.joined.clear()
+        self._append(conv, Author.SYSTEM, "", event="requeued")
+        self._bump_board()
+        self._emit(ChatEvent("requeued", cid, actor=actor))
+        return conv
+
+    def join(self, cid: str, supervisor: str) -> Conversation:
+        """A supervisor steps into an open chat."""
+        conv = self.get(cid)
+        if conv.state is not State.OPEN:
+            raise ChatError("ended")
+        if not conv.has_staff(supervisor):
+            conv.joined.add(supervisor)
+            self._append(conv, Author.SYSTEM, "", event="supervisor_joined")
+            self._bump_board()
+        return conv
+
+    def end(self, cid: str, reason: EndReason, now: float | None = None, actor: str = "") -> None:
         """End a conversation and wipe its text at once; a bare shell remains briefly.
 
-        The shell (no messages, no nickname, no passphrase) lets the other side see that
+        The shell (no messages, notes, nickname or passphrase) lets the other side see that
         the chat ended; the sweeper drops it after ``ended_minutes``.
         """
         conv = self._conversations.get(cid)
         if conv is None or conv.state is State.ENDED:
             return
+        now = _now() if now is None else now
+        length = now - conv.accepted_at if conv.answered else 0.0
         self._by_passphrase.pop(conv.passphrase_key, None)
         conv.passphrase_key = b""
         conv.messages.clear()
+        conv.notes.clear()
         conv.nickname = ""
         conv.state = State.ENDED
         conv.end_reason = reason
-        conv.ended_at = _now() if now is None else now
+        conv.ended_at = now
         conv.bump()
         self._bump_board()
+        self._emit(ChatEvent("ended", cid, actor=actor, length=max(0.0, length), answered=conv.answered,
+                             reason=reason.value))
 
-    def forget(self, cid: str) -> None:
-        """Drop a conversation entirely (after ending it)."""
-        self.end(cid, EndReason.VISITOR_LEFT)
+    def block(self, cid: str, actor: str, minutes: int) -> None:
+        """End an abusive visitor's chat and refuse new chats from their session for a while."""
+        conv = self.get(cid)
+        if conv.session_key:
+            self._blocked[conv.session_key] = _now() + minutes * 60
+        self._emit(ChatEvent("blocked", cid, actor=actor))
+        self.end(cid, EndReason.BLOCKED, actor=actor)
+
+    def is_blocked(self, session_key: bytes) -> bool:
+        """True while a blocked session's time has not run out."""
+        until = self._blocked.get(session_key)
+        if until is None:
+            return False
+        if until <= _now():
+            del self._blocked[session_key]
+            return False
+        return True
+
+    def session_blocked(self, session_id: str) -> bool:
+        """True when the visitor session ``session_id`` is blocked."""
+        return self.is_blocked(_digest(session_id))
+
+    def forget(self, cid: str, reason: EndReason = EndReason.DELETED) -> None:
+        """End a conversation and drop it from memory at once (the visitor deleted it)."""
+        self.end(cid, reason)
         self._conversations.pop(cid, None)
 
     def sweep(self, now: float | None = None) -> int:
@@ -335,12 +536,18 @@ class ChatStore:
             if conv.state is State.ENDED and now - conv.ended_at >= keep_ended:
                 del self._conversations[conv.id]
                 dropped += 1
+        for key in [k for k, until in self._blocked.items() if until <= now]:
+            del self._blocked[key]
         return dropped
 
     def shutdown(self) -> None:
         """Tell every open conversation that the server is closing, then wipe them."""
         for conv in list(self._conversations.values()):
             self.end(conv.id, EndReason.SHUTDOWN)
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.blake2b(value.encode(), digest_size=16).digest()
 
 
 def clean_text(text: str, *, single_line: bool = False) -> str:

@@ -105,6 +105,7 @@ class StaffConfig:
     login_window_seconds: int = setting(60, "Window for counting failed logins.", lo=1, hi=86400)
     max_chats: int = setting(3, "Chats one counsellor may hold at once.", lo=1, hi=50)
     password_min: int = setting(14, "Shortest staff password.", lo=8, hi=128)
+    audit_days: int = setting(90, "Days the audit log of staff actions is kept.", lo=1, hi=3650)
 
 
 @dataclass(frozen=True, slots=True)
