@@ -16,6 +16,7 @@ from onionchat.audit import AuditLog
 from onionchat.canned import CannedReplies
 from onionchat.chat import ChatStore
 from onionchat.config import Config
+from onionchat.hours import OfficeHours
 from onionchat.pages import style
 from onionchat.render import Renderer
 from onionchat.security import add_headers, guard
@@ -43,6 +44,7 @@ class Services:
     audit: AuditLog
     canned: CannedReplies
     stats: Stats
+    hours: OfficeHours
 
 
 def build_services(config: Config, accounts: AccountStore | None = None) -> Services:
@@ -60,6 +62,7 @@ def build_services(config: Config, accounts: AccountStore | None = None) -> Serv
         audit=AuditLog(config.data_dir, config.staff.audit_days),
         canned=CannedReplies(config.data_dir),
         stats=Stats(config.data_dir),
+        hours=OfficeHours.parse(config.hours.timezone, config.hours.weekly, config.hours.closed_dates),
     )
     services.chat.subscribe(services.stats.on_event)
     services.chat.subscribe(services.audit.on_event)
@@ -101,6 +104,7 @@ def create_app(services: Services, site: str) -> web.Application:
     app[keys.AUDIT] = services.audit
     app[keys.CANNED] = services.canned
     app[keys.STATS] = services.stats
+    app[keys.HOURS] = services.hours
     if site == "visitor":
         app[keys.SESSIONS] = services.visitor_sessions
         app.add_routes(visitor.routes)

@@ -118,6 +118,7 @@ class Conversation:
     counsellor: str = ""
     messages: list[Message] = field(default_factory=list)
     version: int = 1
+    visitor_version: int = 1  # grows only with changes a visitor can see
     last_activity: float = 0.0
     accepted_at: float = 0.0
     ended_at: float = 0.0
@@ -140,12 +141,36 @@ class Conversation:
         """Note that someone is still here (keeps the idle sweeper away)."""
         self.last_activity = _now()
 
-    def bump(self) -> None:
-        """Advance the version and wake everyone waiting for a change."""
+    def bump(self, *, visitor: bool = True) -> None:
+        """Advance the version and wake everyone waiting for a change.
+
+        ``visitor=False`` for staff-only changes: the visitor's pages stay valid and their
+        held requests stay held.
+        """
         self.version += 1
-        self.rendered.clear()
+        if visitor:
+            self.visitor_version += 1
+            self.rendered.clear()
+        else:
+            for key in [k for k in self.rendered if not k.startswith("visitor")]:
+                del self.rendered[key]
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def visitor_waiter(self) -> Callable[[float], Awaitable[bool]]:
+        """A waiter for visitor-visible changes after the version seen now."""
+        seen = self.visitor_version
+
+        async def wait(timeout: float) -> bool:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while self.visitor_version == seen:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or not await self.wait_newer(self.version, remaining):
+                    break
+            return self.visitor_version != seen
+
+        return wait
 
     def waiter(self) -> Callable[[float], Awaitable[bool]]:
         """A waiter for changes after the version seen now."""
@@ -385,10 +410,7 @@ class ChatStore:
         return note
 
     def _bump_staff_only(self, conv: Conversation) -> None:
-        # Staff-only changes wake staff frames, but the visitor's cached page stays valid.
-        visitor_pages = {k: v for k, v in conv.rendered.items() if k.startswith("visitor")}
-        conv.bump()
-        conv.rendered.update(visitor_pages)
+        conv.bump(visitor=False)
 
     def _append(self, conv: Conversation, author: Author, text: str, sender: str = "",
                 event: str = "") -> Message:
@@ -424,7 +446,7 @@ class ChatStore:
             return conv
         conv.urgent = True
         conv.touch()
-        conv.bump()
+        conv.bump(visitor=False)
         self._bump_board()
         self._emit(ChatEvent("urgent", cid, actor=actor))
         return conv

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from onionchat.errors import ConfigError
+from onionchat.hours import OfficeHours
 
 CONFIG_NAME = "onionchat.toml"
 ENV_CONFIG = "ONIONCHAT_CONFIG"
@@ -96,6 +97,20 @@ class VisitorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HoursConfig:
+    """When the line is open, and what visitors are offered when it is not."""
+
+    timezone: str = setting("Europe/Amsterdam", "Time zone of the opening hours.")
+    weekly: list[str] = setting(["mon-sun 00:00-24:00"], "Opening hours, e.g. [\"mon-fri 09:00-17:00\", "
+                                                         "\"sat 10:00-14:00\"].")
+    closed_dates: list[str] = setting([], "Days the line is closed (holidays), e.g. [\"2026-12-25\"].")
+    open_without_staff: bool = setting(False, "Let visitors join the line while no counsellor is available "
+                                              "(they are told so). false: they get the 'come back later' page.")
+    alternatives: list[str] = setting(["Emergency: 112"], "What visitors can do when the chat is closed or "
+                                                         "full: other helplines, numbers.")
+
+
+@dataclass(frozen=True, slots=True)
 class StaffConfig:
     """Staff sign-in and sessions."""
 
@@ -106,6 +121,8 @@ class StaffConfig:
     max_chats: int = setting(3, "Chats one counsellor may hold at once.", lo=1, hi=50)
     password_min: int = setting(14, "Shortest staff password.", lo=8, hi=128)
     audit_days: int = setting(90, "Days the audit log of staff actions is kept.", lo=1, hi=3650)
+    block_minutes: int = setting(1440, "How long a blocked visitor session cannot start a new chat.",
+                                 lo=1, hi=30 * 24 * 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +161,7 @@ class Config:
     poll: PollConfig = field(default_factory=PollConfig)
     visitor: VisitorConfig = field(default_factory=VisitorConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
+    hours: HoursConfig = field(default_factory=HoursConfig)
     tor: TorConfig = field(default_factory=TorConfig)
     path: Path | None = None
 
@@ -159,7 +177,7 @@ class Config:
 
 SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig, "limits": LimitsConfig, "poll": PollConfig,
-    "visitor": VisitorConfig, "staff": StaffConfig, "tor": TorConfig,
+    "visitor": VisitorConfig, "staff": StaffConfig, "hours": HoursConfig, "tor": TorConfig,
 }
 
 
@@ -204,6 +222,7 @@ def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
             kwargs[key] = _convert(f"{name}.{key}", fields[key], hints[key], raw)
         sections[name] = cls(**kwargs)
     config = Config(**sections, path=path)
+    OfficeHours.parse(config.hours.timezone, config.hours.weekly, config.hours.closed_dates)
     server = config.server
     if (server.visitor_host, server.visitor_port) == (server.staff_host, server.staff_port):
         raise ConfigError("server.staff_port must differ from server.visitor_port")

@@ -11,6 +11,7 @@ from onionchat.audit import AuditLog
 from onionchat.canned import CannedReplies
 from onionchat.chat import ChatStore
 from onionchat.config import Config
+from onionchat.hours import OfficeHours
 from onionchat.render import Renderer
 from onionchat.sessions import SessionStore
 from onionchat.stats import Stats
@@ -28,3 +29,4 @@ HASH_SLOTS = web.AppKey("hash_slots", asyncio.Semaphore)  # argon2 hashes runnin
 AUDIT = web.AppKey("audit", AuditLog)
 CANNED = web.AppKey("canned", CannedReplies)
 STATS = web.AppKey("stats", Stats)
+HOURS = web.AppKey("hours", OfficeHours)

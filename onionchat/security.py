@@ -76,6 +76,7 @@ ERRORS: Final[dict[str, tuple[int, str, str]]] = {
                  N_("You are sending messages very fast. Wait a moment, then send again.")),
     "conversation_full": (413, N_("This chat is full"),
                           N_("This conversation has reached its size limit. Please start a new chat.")),
+    "blocked": (403, N_("Chat not available"), N_("The chat is not available right now.")),
     "empty": (400, N_("Empty message"), N_("Write something before pressing Send.")),
     "ended": (409, N_("This chat has ended"), N_("This conversation has ended.")),
     "taken": (409, N_("Already taken"), N_("Another counsellor has already accepted this chat.")),

@@ -21,6 +21,7 @@ class Session:
     conversation: str = ""  # visitor: the conversation this browser may read
     passphrase: str = ""  # visitor: shown once on the chat page, then forgotten
     staff: str = ""  # staff: the signed-in account name
+    available: bool = True  # staff: available for new chats (or away)
     resume_throttle: Throttle = field(default_factory=lambda: Throttle(5, 600.0))
 
     def csrf_ok(self, token: str) -> bool:
@@ -96,6 +97,12 @@ class SessionStore:
         for sid in idle:
             del self._sessions[sid]
         return len(idle)
+
+    def staff_available(self) -> set[str]:
+        """Names of signed-in staff who are available for new chats."""
+        now = time.monotonic()
+        return {s.staff for s in self._sessions.values()
+                if s.staff and s.available and now - s.last_seen <= self.idle_seconds}
 
     def staff_online(self) -> set[str]:
         """Names of staff with a live session (for the wait estimate)."""

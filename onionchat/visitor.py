@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from onionchat import keys, websession
-from onionchat.chat import Author, Conversation, EndReason, State
+from onionchat.chat import Author, Conversation, EndReason, State, VisitorView
 from onionchat.errors import ChatError, NotFound
 from onionchat.pages import page, see_other
 from onionchat.poll import Frame, serve_frame, wait_any
 from onionchat.render import DEFAULT_LANGUAGE
-from onionchat.security import ERRORS, read_form
+from onionchat.security import ERRORS, Refused, read_form
 from onionchat.sessions import Session
 
 routes = web.RouteTableDef()
@@ -24,10 +24,34 @@ def conversation_of(request: web.Request, session: Session | None) -> Conversati
 
 
 def wait_minutes(request: web.Request, position: int) -> int:
-    """Estimated wait: chats ahead times minutes per chat, shared by the staff online."""
+    """Estimated wait: chats ahead times minutes per chat, shared by the staff available."""
     config = request.app[keys.CONFIG]
-    staff = max(1, len(request.app[keys.STAFF_SESSIONS].staff_online()))
+    staff = max(1, len(request.app[keys.STAFF_SESSIONS].staff_available()))
     return -(-position * config.visitor.minutes_per_visitor // staff)
+
+
+def availability(request: web.Request) -> str:
+    """Why a new visitor cannot join the line right now ("closed", "nobody", "full"), or ""."""
+    config = request.app[keys.CONFIG]
+    if not request.app[keys.HOURS].is_open():
+        return "closed"
+    if not config.hours.open_without_staff and not request.app[keys.STAFF_SESSIONS].staff_available():
+        return "nobody"
+    if request.app[keys.CHAT].waiting_count() >= config.limits.queue_length:
+        return "full"
+    return ""
+
+
+def come_back_later(request: web.Request, session: Session | None, reason: str) -> web.Response:
+    """The calm page: why there is no chat now, when to come back, and what else to do."""
+    opening = request.app[keys.HOURS].next_opening() if reason == "closed" else None
+    return page(request, "visitor/closed.html", session, status=503 if reason == "full" else 200,
+                reason=reason, opening=opening)
+
+
+def view(conv: Conversation | None) -> VisitorView | None:
+    """The only form in which a conversation reaches a visitor template."""
+    return conv.visitor_view() if conv is not None else None
 
 
 @routes.get("/", name="landing")
@@ -35,8 +59,10 @@ async def landing(request: web.Request) -> web.Response:
     """What this is, why it is anonymous, how to stay safe, Start chat and Resume chat."""
     session, new = websession.ensure(request)
     conv = conversation_of(request, session)
-    response = page(request, "visitor/landing.html", session,
-                    active=conv is not None and conv.state is not State.ENDED)
+    active = conv is not None and conv.state is not State.ENDED
+    reason = "" if active else availability(request)
+    opening = request.app[keys.HOURS].next_opening() if reason == "closed" else None
+    response = page(request, "visitor/landing.html", session, active=active, reason=reason, opening=opening)
     if new:
         websession.set_cookie(request, response, session)
     return response
@@ -50,7 +76,13 @@ async def start(request: web.Request) -> web.StreamResponse:
     assert session is not None  # read_form refuses requests without a session
     conv = conversation_of(request, session)
     if conv is None or conv.state is State.ENDED:
-        conv, passphrase = request.app[keys.CHAT].start(form.get("nickname", ""))
+        store = request.app[keys.CHAT]
+        if store.session_blocked(session.id):
+            raise Refused("blocked")
+        reason = availability(request)
+        if reason:
+            return come_back_later(request, session, reason)
+        conv, passphrase = store.start(form.get("nickname", ""), session_id=session.id)
         session.conversation = conv.id
         session.passphrase = passphrase
     raise see_other("/chat")
@@ -75,7 +107,33 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if session is None or conv is None:
         raise see_other("/")
     passphrase, session.passphrase = session.passphrase, ""  # shown once, then forgotten
-    return page(request, "visitor/chat.html", session, passphrase=passphrase)
+    return page(request, "visitor/chat.html", session, passphrase=passphrase,
+                urgent=request.query.get("urgent") == "1" and conv.urgent)
+
+
+@routes.post("/chat/urgent", name="urgent")
+async def urgent(request: web.Request) -> web.StreamResponse:
+    """'I am in danger now': jump the queue, alert staff, and show what to do right away."""
+    session = websession.current(request)
+    await read_form(request, session)
+    conv = conversation_of(request, session)
+    if conv is None or conv.state is State.ENDED:
+        raise Refused("gone")
+    request.app[keys.CHAT].mark_urgent(conv.id)
+    raise see_other("/chat?urgent=1")
+
+
+@routes.post("/chat/delete", name="delete")
+async def delete(request: web.Request) -> web.StreamResponse:
+    """Delete this conversation now: gone from memory at once; the counsellor is told."""
+    session = websession.current(request)
+    await read_form(request, session)
+    assert session is not None
+    conv = conversation_of(request, session)
+    if conv is not None:
+        request.app[keys.CHAT].forget(conv.id)
+    session.conversation = ""
+    raise see_other("/goodbye?deleted=1")
 
 
 def messages_frame(request: web.Request, session: Session | None) -> Frame:
@@ -85,20 +143,23 @@ def messages_frame(request: web.Request, session: Session | None) -> Frame:
     conv = conversation_of(request, session)
     paused = request.query.get("paused") == "1"
 
+    staff = request.app[keys.STAFF_SESSIONS]
+
     def stamp() -> str:
         if conv is None:
             return "gone"
         if conv.state is State.WAITING:
             position = store.position(conv)
-            return f"{conv.version}.{store.board_version}.{position}.{wait_minutes(request, position)}"
-        return str(conv.version)
+            nobody = int(not staff.staff_available())
+            return f"{conv.visitor_version}.{position}.{wait_minutes(request, position)}.{nobody}"
+        return str(conv.visitor_version)
 
     async def wait(timeout: float) -> bool:
         if conv is None:
             return False
         if conv.state is State.WAITING:
-            return await wait_any((conv.waiter(), store.board_waiter()), timeout)
-        return await conv.wait_newer(conv.version, timeout)
+            return await wait_any((conv.visitor_waiter(), store.board_waiter()), timeout)
+        return await conv.visitor_waiter()(timeout)
 
     def render(current: str, url: str) -> bytes:
         key = "visitor-paused" if paused else "visitor"
@@ -108,8 +169,10 @@ def messages_frame(request: web.Request, session: Session | None) -> Frame:
                 return cached[1]
         position = store.position(conv) if conv is not None else 0
         body = renderer.render(
-            "visitor/messages.html", DEFAULT_LANGUAGE, site="visitor", conv=conv, position=position,
+            "visitor/messages.html", DEFAULT_LANGUAGE, site="visitor",
+            conv=conv.visitor_view() if conv is not None else None, position=position,
             wait=wait_minutes(request, position) if position else 0, refresh_url=url,
+            nobody=not staff.staff_available(),
             paused=paused, Author=Author, State=State, EndReason=EndReason).encode()
         if conv is not None:
             conv.rendered[key] = (current, body)
@@ -134,7 +197,7 @@ async def compose(request: web.Request) -> web.Response:
     """The compose form; it never reloads by itself, so typed text is never lost."""
     session = websession.current(request)
     conv = conversation_of(request, session)
-    return page(request, "visitor/compose.html", session, conv=conv, text="", error=None, State=State)
+    return page(request, "visitor/compose.html", session, conv=view(conv), text="", error=None, State=State)
 
 
 @routes.post("/chat/send", name="send")
@@ -150,7 +213,7 @@ async def send(request: web.Request) -> web.StreamResponse:
         request.app[keys.CHAT].post(conv.id, Author.VISITOR, text)
     except ChatError as exc:
         status, title, explanation = ERRORS.get(exc.code, ERRORS["bad_request"])
-        return page(request, "visitor/compose.html", session, status=status, conv=conv, text=text,
+        return page(request, "visitor/compose.html", session, status=status, conv=view(conv), text=text,
                     error=(title, explanation), State=State)
     raise see_other("/chat/compose")
 
@@ -171,7 +234,8 @@ async def leave(request: web.Request) -> web.StreamResponse:
 @routes.get("/goodbye", name="goodbye")
 async def goodbye(request: web.Request) -> web.Response:
     """Advice after leaving: close Tor Browser or use New Identity."""
-    return page(request, "visitor/goodbye.html", websession.current(request))
+    return page(request, "visitor/goodbye.html", websession.current(request),
+                deleted=request.query.get("deleted") == "1")
 
 
 @routes.get("/safety", name="safety")

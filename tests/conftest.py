@@ -16,7 +16,7 @@ from argon2 import PasswordHasher, Type
 
 from onionchat.accounts import AccountStore, Role
 from onionchat.app import Services, build_services, create_app
-from onionchat.config import Config, LimitsConfig, PollConfig, ServerConfig, StaffConfig
+from onionchat.config import Config, HoursConfig, LimitsConfig, PollConfig, ServerConfig, StaffConfig
 from onionchat.server import PRIVATE_RUNNER
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -51,9 +51,14 @@ def _in_ci_everything_runs() -> Iterator[None]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    """Defaults, with a temp data dir and a short hold so held polls end quickly in tests."""
+    """Defaults, with a temp data dir and a short hold so held polls end quickly in tests.
+
+    Visitors may join the line before a counsellor logs in (most tests start a chat first);
+    tests of the 'nobody available' page use the default instead.
+    """
     return Config(server=ServerConfig(data_dir=str(tmp_path / "data")),
-                  poll=PollConfig(hold_seconds=2), limits=LimitsConfig(), staff=StaffConfig())
+                  poll=PollConfig(hold_seconds=2), limits=LimitsConfig(), staff=StaffConfig(),
+                  hours=HoursConfig(open_without_staff=True))
 
 
 def make_services(config: Config) -> Services:
