@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from onionchat import admin, auth, keys, staff, statspage, visitor
+from onionchat import admin, auth, keys, staff, statspage, supervise, visitor
 from onionchat.accounts import AccountStore
 from onionchat.audit import AuditLog
 from onionchat.canned import CannedReplies
@@ -111,7 +111,7 @@ def create_app(services: Services, site: str) -> web.Application:
         app.cleanup_ctx.append(sweeper)
     else:
         app[keys.SESSIONS] = services.staff_sessions
-        for module in (auth, staff, admin, statspage):
+        for module in (auth, staff, supervise, admin, statspage):
             app.add_routes(module.routes)
     app.router.add_get("/static/style.css", style, name="style")
     app.on_response_prepare.append(add_headers)

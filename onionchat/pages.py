@@ -12,8 +12,11 @@ from onionchat.sessions import Session
 def page(request: web.Request, template: str, session: Session | None, status: int = 200,
          **context: object) -> web.Response:
     """Render ``template`` for this request's site and language."""
-    body = request.app[keys.RENDERER].render(template, DEFAULT_LANGUAGE, session=session,
-                                             site=request.app[keys.SITE], **context)
+    site = request.app[keys.SITE]
+    if site == "staff" and session is not None and session.staff and "staff_role" not in context:
+        account = request.app[keys.ACCOUNTS].get(session.staff)
+        context["staff_role"] = account.role.value if account else ""
+    body = request.app[keys.RENDERER].render(template, DEFAULT_LANGUAGE, session=session, site=site, **context)
     return web.Response(status=status, text=body, content_type="text/html", charset="utf-8")
 
 

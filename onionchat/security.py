@@ -77,6 +77,8 @@ ERRORS: Final[dict[str, tuple[int, str, str]]] = {
     "conversation_full": (413, N_("This chat is full"),
                           N_("This conversation has reached its size limit. Please start a new chat.")),
     "blocked": (403, N_("Chat not available"), N_("The chat is not available right now.")),
+    "not_available": (409, N_("Not available"),
+                      N_("That colleague is not available for new chats right now. Choose another.")),
     "empty": (400, N_("Empty message"), N_("Write something before pressing Send.")),
     "ended": (409, N_("This chat has ended"), N_("This conversation has ended.")),
     "taken": (409, N_("Already taken"), N_("Another counsellor has already accepted this chat.")),

@@ -1,14 +1,12 @@
-"""Routes of the staff site: login, the self-updating dashboard, accepting and holding chats."""
+"""Routes of the staff site: the self-updating dashboard, accepting, holding and handing over chats."""
 
 from __future__ import annotations
-
-import asyncio
 
 from aiohttp import web
 
 from onionchat import keys, websession
 from onionchat.accounts import Account, Role
-from onionchat.chat import Author, Conversation, EndReason, State
+from onionchat.chat import Author, Conversation, EndReason, Message, NoteKind, StaffNote, State
 from onionchat.errors import ChatError
 from onionchat.pages import page, see_other
 from onionchat.poll import Frame, serve_frame, wait_any
@@ -37,41 +35,76 @@ def signed_in(request: web.Request, role: Role = Role.COUNSELLOR) -> tuple[Sessi
     return session, account
 
 
-def own_conversation(request: web.Request, account: Account) -> Conversation:
-    """The conversation in the URL, if this counsellor holds it (or it has just ended)."""
+def is_supervisor(account: Account) -> bool:
+    """Supervisors and admins may watch every chat."""
+    return account.role.rank >= Role.SUPERVISOR.rank
+
+
+def conversation(request: web.Request, account: Account, *, write: bool = True) -> Conversation:
+    """The conversation in the URL if this staff member may see it (write: take part in it).
+
+    Counsellors reach only the chats they hold; supervisors may read every chat, and write
+    only in those they joined. An ended chat stays readable to whoever held it.
+    """
     conv = request.app[keys.CHAT].find(request.match_info["cid"])
-    if conv is None or conv.counsellor != account.name:
-        raise Refused("gone" if conv is None else "forbidden")
-    return conv
+    if conv is None:
+        raise Refused("gone")
+    if conv.has_staff(account.name) or (not write and is_supervisor(account)):
+        return conv
+    raise Refused("forbidden")
+
+
+def max_chats(request: web.Request, account: Account) -> int:
+    """How many chats this counsellor may hold at once."""
+    return request.app[keys.CONFIG].staff.max_chats
+
+
+def urgent_live(request: web.Request) -> list[Conversation]:
+    """Urgent chats that are waiting or open."""
+    return [c for c in request.app[keys.CHAT].live() if c.urgent]
 
 
 def board_frame(request: web.Request, session: Session, account: Account) -> Frame:
     """The dashboard: the queue and this counsellor's chats, updating itself."""
     store = request.app[keys.CHAT]
     renderer = request.app[keys.RENDERER]
+    staff_sessions = request.app[keys.SESSIONS]
 
     def stamp() -> str:
         mine = store.chats_of(account.name)
         unread = sum(1 for c in mine if c.unread)
-        return f"{store.board_version}.{unread}"
+        return f"{store.board_version}.{unread}.{int(session.available)}"
 
     async def wait(timeout: float) -> bool:
         waiters = [store.board_waiter()] + [c.waiter() for c in store.chats_of(account.name)]
         return await wait_any(waiters, timeout)
 
     def render(current: str, url: str) -> bytes:
-        return renderer.render("staff/dashboard.html", DEFAULT_LANGUAGE, session=session, site="staff",
-                               account=account, queue=store.queue(), mine=store.chats_of(account.name),
-                               refresh_url=url, paused=request.query.get("paused") == "1").encode()
+        return renderer.render(
+            "staff/dashboard.html", DEFAULT_LANGUAGE, session=session, site="staff", account=account,
+            queue=store.queue(), mine=store.chats_of(account.name), refresh_url=url,
+            paused=request.query.get("paused") == "1", supervisor=is_supervisor(account),
+            urgent=urgent_live(request), available=sorted(staff_sessions.staff_available()),
+            limit=max_chats(request, account), held=store.held_by(account.name)).encode()
 
     return Frame(stamp=stamp, wait=wait, render=render, path="/")
 
 
 @routes.get("/", name="dashboard")
 async def dashboard(request: web.Request) -> web.Response:
-    """Waiting queue, own chats, and the number waiting in the title."""
+    """Waiting queue (urgent first), own chats, and the number waiting in the title."""
     session, account = signed_in(request)
     return await serve_frame(request, board_frame(request, session, account))
+
+
+@routes.post("/availability", name="availability")
+async def availability(request: web.Request) -> web.StreamResponse:
+    """Available for new chats, or away."""
+    session, _ = signed_in(request)
+    form = await read_form(request, session)
+    session.available = form.get("available") == "1"
+    request.app[keys.CHAT].notify_board()  # waiting visitors learn whether anyone is there
+    raise see_other("/")
 
 
 @routes.post("/accept/{cid}", name="accept")
@@ -79,77 +112,169 @@ async def accept(request: web.Request) -> web.StreamResponse:
     """Take a waiting visitor."""
     session, account = signed_in(request)
     await read_form(request, session)
-    conv = request.app[keys.CHAT].accept(request.match_info["cid"], account.name,
-                                         request.app[keys.CONFIG].staff.max_chats)
+    conv = request.app[keys.CHAT].accept(request.match_info["cid"], account.name, max_chats(request, account))
+    raise see_other(f"/chat/{conv.id}")
+
+
+@routes.post("/accept-next", name="accept_next")
+async def accept_next(request: web.Request) -> web.StreamResponse:
+    """Take the next visitor in serving order: urgent first, then longest waiting."""
+    session, account = signed_in(request)
+    await read_form(request, session)
+    store = request.app[keys.CHAT]
+    queue = store.queue()
+    if not queue:
+        raise see_other("/")
+    conv = store.accept(queue[0].id, account.name, max_chats(request, account))
     raise see_other(f"/chat/{conv.id}")
 
 
 @routes.get("/chat/{cid}", name="staff_chat")
 async def chat(request: web.Request) -> web.Response:
-    """One held chat: its frames, and links to this counsellor's other chats."""
+    """One held chat: its frames, handing over, and links to this counsellor's other chats."""
     session, account = signed_in(request)
-    conv = own_conversation(request, account)
-    return page(request, "staff/chat.html", session, conv=conv, account=account, State=State)
+    conv = conversation(request, account)
+    others = sorted(n for n in request.app[keys.SESSIONS].staff_available() if n != account.name)
+    return page(request, "staff/chat.html", session, conv=conv, account=account, State=State,
+                colleagues=others, supervisor=is_supervisor(account))
+
+
+def staff_messages_frame(request: web.Request, account: Account, conv: Conversation, path: str) -> Frame:
+    """The staff view of a conversation: messages and staff-only notes, updating itself."""
+    renderer = request.app[keys.RENDERER]
+    paused = request.query.get("paused") == "1"
+    holder = conv.counsellor == account.name
+
+    def render(current: str, url: str) -> bytes:
+        if holder:
+            conv.staff_seen = conv.messages[-1].seq if conv.messages else 0
+        key = ("staff-paused" if paused else "staff") + ("" if holder else f"-{account.name}")
+        cached = conv.rendered.get(key)
+        if cached is not None and cached[0] == current:
+            return cached[1]
+        timeline: list[Message | StaffNote] = sorted([*conv.messages, *conv.notes], key=lambda item: item.at)
+        body = renderer.render("staff/messages.html", DEFAULT_LANGUAGE, conv=conv, refresh_url=url,
+                               timeline=timeline,
+                               paused=paused, Author=Author, State=State, EndReason=EndReason,
+                               NoteKind=NoteKind, site="staff").encode()
+        conv.rendered[key] = (current, body)
+        return body
+
+    conv.touch()
+    return Frame(stamp=lambda: str(conv.version), wait=lambda t: conv.waiter()(t), render=render,
+                 path=path, final=lambda: conv.state is State.ENDED)
 
 
 @routes.get("/chat/{cid}/messages", name="staff_messages")
 async def messages(request: web.Request) -> web.Response:
     """The counsellor's self-updating view of one conversation."""
     _, account = signed_in(request)
-    conv = own_conversation(request, account)
-    renderer = request.app[keys.RENDERER]
-    paused = request.query.get("paused") == "1"
+    conv = conversation(request, account, write=False)
+    return await serve_frame(request, staff_messages_frame(request, account, conv, f"/chat/{conv.id}/messages"))
 
-    def render(current: str, url: str) -> bytes:
-        conv.staff_seen = conv.messages[-1].seq if conv.messages else 0
-        key = "staff-paused" if paused else "staff"
-        cached = conv.rendered.get(key)
-        if cached is not None and cached[0] == current:
-            return cached[1]
-        body = renderer.render("staff/messages.html", DEFAULT_LANGUAGE, conv=conv, refresh_url=url,
-                               paused=paused, Author=Author, State=State, EndReason=EndReason,
-                               site="staff").encode()
-        conv.rendered[key] = (current, body)
-        return body
 
-    conv.touch()
-    frame = Frame(stamp=lambda: str(conv.version), wait=lambda t: conv.waiter()(t), render=render,
-                  path=f"/chat/{conv.id}/messages", final=lambda: conv.state is State.ENDED)
-    return await serve_frame(request, frame)
+def compose_page(request: web.Request, session: Session, conv: Conversation, *, text: str = "",
+                 error: tuple[str, str] | None = None, status: int = 200) -> web.Response:
+    """The compose frame: the reply box, canned replies, and the staff-only note form."""
+    canned = request.app[keys.CANNED]
+    own = canned.for_language(conv.lang)
+    others = [r for r in canned.for_language("en") if conv.lang != "en"]
+    return page(request, "staff/compose.html", session, status=status, conv=conv, text=text, error=error,
+                State=State, canned=own + others)
 
 
 @routes.get("/chat/{cid}/compose", name="staff_compose")
 async def compose(request: web.Request) -> web.Response:
     """The counsellor's compose form; never reloads by itself."""
     session, account = signed_in(request)
-    conv = own_conversation(request, account)
-    return page(request, "staff/compose.html", session, conv=conv, text="", error=None, State=State)
+    return compose_page(request, session, conversation(request, account))
 
 
 @routes.post("/chat/{cid}/send", name="staff_send")
 async def send(request: web.Request) -> web.StreamResponse:
-    """Send a message to the visitor; on refusal the text comes back."""
+    """Send a reply, or insert a canned reply into the box without losing what was typed."""
     session, account = signed_in(request)
-    conv = own_conversation(request, account)
+    conv = conversation(request, account)
     form = await read_form(request, session)
     text = form.get("text", "")
+    if form.get("action") == "insert":
+        reply = request.app[keys.CANNED].get(form.get("canned", ""))
+        if reply is not None:
+            text = f"{text.rstrip()}\n{reply.text}" if text.strip() else reply.text
+        return compose_page(request, session, conv, text=text)
     try:
         request.app[keys.CHAT].post(conv.id, Author.STAFF, text, sender=account.name)
     except ChatError as exc:
         status, title, explanation = ERRORS.get(exc.code, ERRORS["bad_request"])
-        return page(request, "staff/compose.html", session, status=status, conv=conv, text=text,
-                    error=(title, explanation), State=State)
+        return compose_page(request, session, conv, text=text, error=(title, explanation), status=status)
     raise see_other(f"/chat/{conv.id}/compose")
+
+
+@routes.post("/chat/{cid}/note", name="staff_note")
+async def note(request: web.Request) -> web.StreamResponse:
+    """Add an internal note or a line to the supervisor: staff-only, never shown to the visitor."""
+    session, account = signed_in(request)
+    conv = conversation(request, account, write=False)
+    form = await read_form(request, session)
+    kind = NoteKind.STAFF_LINE if form.get("kind") == NoteKind.STAFF_LINE.value else NoteKind.NOTE
+    text = form.get("note", "")
+    back = form.get("back", "compose")
+    try:
+        request.app[keys.CHAT].add_note(conv.id, kind, account.name, text)
+    except ChatError as exc:
+        if back != "compose":
+            raise
+        status, title, explanation = ERRORS.get(exc.code, ERRORS["bad_request"])
+        return compose_page(request, session, conv, error=(title, explanation), status=status)
+    raise see_other(f"/supervise/{conv.id}/line" if back == "line" else f"/chat/{conv.id}/compose")
+
+
+@routes.post("/chat/{cid}/urgent", name="staff_urgent")
+async def urgent(request: web.Request) -> web.StreamResponse:
+    """Mark a chat urgent: it stands out for everyone and supervisors are alerted."""
+    session, account = signed_in(request)
+    conv = conversation(request, account)
+    await read_form(request, session)
+    request.app[keys.CHAT].mark_urgent(conv.id, account.name)
+    raise see_other(f"/chat/{conv.id}")
+
+
+@routes.post("/chat/{cid}/transfer", name="staff_transfer")
+async def transfer(request: web.Request) -> web.StreamResponse:
+    """Hand the chat to an available colleague (who sees why), or back to the queue."""
+    session, account = signed_in(request)
+    conv = conversation(request, account)
+    form = await read_form(request, session)
+    store = request.app[keys.CHAT]
+    target = form.get("to", "")
+    if target == "queue":
+        store.requeue(conv.id, account.name)
+        raise see_other("/")
+    colleague = request.app[keys.ACCOUNTS].get(target)
+    if colleague is None or target not in request.app[keys.SESSIONS].staff_available():
+        raise Refused("not_available")
+    store.transfer(conv.id, account.name, target, form.get("reason", ""), max_chats(request, colleague))
+    raise see_other("/")
+
+
+@routes.post("/chat/{cid}/block", name="staff_block")
+async def block(request: web.Request) -> web.StreamResponse:
+    """End an abusive visitor's chat and refuse new chats from their session for a while."""
+    session, account = signed_in(request)
+    conv = conversation(request, account)
+    await read_form(request, session)
+    request.app[keys.CHAT].block(conv.id, account.name, request.app[keys.CONFIG].staff.block_minutes)
+    raise see_other(f"/wrapup/{conv.id}")
 
 
 @routes.post("/chat/{cid}/end", name="staff_end")
 async def end(request: web.Request) -> web.StreamResponse:
-    """End the chat: the visitor is told, the text is wiped from memory."""
+    """End the chat: the visitor is told, the text is wiped from memory, then the wrap-up."""
     session, account = signed_in(request)
-    conv = own_conversation(request, account)
+    conv = conversation(request, account)
     await read_form(request, session)
-    request.app[keys.CHAT].end(conv.id, EndReason.STAFF_ENDED)
-    raise see_other("/")
+    request.app[keys.CHAT].end(conv.id, EndReason.STAFF_ENDED, actor=account.name)
+    raise see_other(f"/wrapup/{conv.id}")
 
 
 @routes.get("/mychats", name="mychats")
@@ -173,7 +298,7 @@ async def mychats(request: web.Request) -> web.Response:
     def render(current: str, url: str) -> bytes:
         return renderer.render("staff/mychats.html", DEFAULT_LANGUAGE, mine=store.chats_of(account.name),
                                current_id=current_id, queue_length=len(store.queue()), refresh_url=url,
-                               site="staff", session=session).encode()
+                               site="staff", session=session, urgent=urgent_live(request)).encode()
 
     path = f"/mychats?current={current_id}" if current_id else "/mychats"
     return await serve_frame(request, Frame(stamp=stamp, wait=wait, render=render, path=path))

@@ -1,0 +1,71 @@
+"""Supervisor pages: every live chat at a glance, a read-only view of each, and joining one."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from onionchat import keys
+from onionchat.accounts import Role
+from onionchat.chat import NoteKind, State
+from onionchat.pages import page, see_other
+from onionchat.poll import Frame, serve_frame
+from onionchat.render import DEFAULT_LANGUAGE
+from onionchat.security import read_form
+from onionchat.staff import conversation, signed_in, staff_messages_frame
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/supervise", name="supervise")
+async def overview(request: web.Request) -> web.Response:
+    """Every waiting and open chat, urgent first, updating itself."""
+    session, _ = signed_in(request, Role.SUPERVISOR)
+    store = request.app[keys.CHAT]
+    renderer = request.app[keys.RENDERER]
+
+    def stamp() -> str:
+        return str(store.board_version)
+
+    def render(current: str, url: str) -> bytes:
+        return renderer.render("staff/supervise.html", DEFAULT_LANGUAGE, session=session, site="staff",
+                               chats=store.live(), State=State, refresh_url=url,
+                               paused=request.query.get("paused") == "1").encode()
+
+    frame = Frame(stamp=stamp, wait=lambda t: store.board_waiter()(t), render=render, path="/supervise")
+    return await serve_frame(request, frame)
+
+
+@routes.get("/supervise/{cid}", name="supervise_chat")
+async def watch(request: web.Request) -> web.Response:
+    """A read-only view of one chat, with the staff-only line and the option to join."""
+    session, account = signed_in(request, Role.SUPERVISOR)
+    conv = conversation(request, account, write=False)
+    return page(request, "staff/watch.html", session, conv=conv, State=State,
+                joined=conv.has_staff(account.name))
+
+
+@routes.get("/supervise/{cid}/messages", name="supervise_messages")
+async def watch_messages(request: web.Request) -> web.Response:
+    """The self-updating read-only messages frame for a supervisor."""
+    _, account = signed_in(request, Role.SUPERVISOR)
+    conv = conversation(request, account, write=False)
+    return await serve_frame(request, staff_messages_frame(request, account, conv,
+                                                           f"/supervise/{conv.id}/messages"))
+
+
+@routes.get("/supervise/{cid}/line", name="supervise_line")
+async def line(request: web.Request) -> web.Response:
+    """A small frame to write a staff-only line to the counsellor."""
+    session, account = signed_in(request, Role.SUPERVISOR)
+    conv = conversation(request, account, write=False)
+    return page(request, "staff/line.html", session, conv=conv, State=State, NoteKind=NoteKind)
+
+
+@routes.post("/supervise/{cid}/join", name="supervise_join")
+async def join(request: web.Request) -> web.StreamResponse:
+    """Step into the chat: the supervisor can then write to the visitor too."""
+    session, account = signed_in(request, Role.SUPERVISOR)
+    conv = conversation(request, account, write=False)
+    await read_form(request, session)
+    request.app[keys.CHAT].join(conv.id, account.name)
+    raise see_other(f"/chat/{conv.id}")
