@@ -78,8 +78,10 @@ class Message:
 
 @dataclass(slots=True, frozen=True)
 class StaffNote:
-    """Staff-only text. A different type from Message on purpose: visitor pages are rendered
-    from a VisitorView, which has no field that could hold one."""
+    """Staff-only text, a different type from Message on purpose.
+
+    Visitor pages are rendered from a VisitorView, which has no field that could hold one.
+    """
 
     kind: NoteKind
     author: str

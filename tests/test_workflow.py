@@ -78,7 +78,7 @@ async def test_away_counsellors_are_not_counted_and_waiting_visitors_are_told(
     next_url = response.headers["Refresh"].split("url=", 1)[1].split("#")[0]
     held = asyncio.create_task(visitor.get(next_url))
     await asyncio.sleep(0.1)
-    _, board = await staff.get("/")
+    await staff.get("/")
     await staff.post("/availability", {"available": "0"})
     _, frame = await asyncio.wait_for(held, 2)
     assert "No counsellor is available at this moment" in frame
@@ -105,7 +105,7 @@ async def test_outside_office_hours_the_visitor_learns_when_to_return(
     services = make_services(config)
     visitor = Site(await private_client(aiohttp_client, create_app(services, "visitor")))
     await visitor.get("/")
-    response, page = await visitor.post("/start")
+    _, page = await visitor.post("/start")
     tomorrow = (today + dt.timedelta(days=1)).isoformat()
     assert "The chat is closed right now" in page and f"We open again on {tomorrow} at 00:00" in page
     assert len(services.chat) == 0
