@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from onionchat import __version__, logs, storage
+from onionchat import __version__, logs, storage, tor_cli
 from onionchat import config as configmod
 from onionchat.accounts import AccountStore, Role
 from onionchat.config import Config
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.set_defaults(func=cmd_staff_passwd)
+    tor_cli.register(sub)
     return parser
 
 

@@ -129,9 +129,10 @@ class StaffConfig:
 class TorConfig:
     """How onionchat reaches tor (used by 'serve' without --local)."""
 
-    mode: str = setting("launch", "'launch': start our own tor; 'control': use a running tor's control "
-                                  "port or socket; 'torrc': tor publishes via HiddenServiceDir (see "
-                                  "torrc.example).", choices=("launch", "control", "torrc"))
+    mode: str = setting("auto", "'auto': 'launch' when a tor program is installed, else serve local-only "
+                                "and say so; 'launch': start our own tor; 'control': use a running tor's "
+                                "control port or socket; 'torrc': tor publishes via HiddenServiceDir (see "
+                                "torrc.example).", choices=("auto", "launch", "control", "torrc"))
     tor_binary: str = setting("tor", "The tor program for 'launch' mode.")
     control_socket: str = setting("/run/tor/control", "Control socket for 'control' mode (Debian's "
                                                       "system tor). Empty: use control_port.")

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import logging
 import resource
+import shutil
 import signal
 import sys
+from dataclasses import replace
 from typing import Any, Final, TextIO
 
 from aiohttp import web
 
+from onionchat import tor
 from onionchat.app import Services, build_services, create_app
 from onionchat.config import Config
 
@@ -42,28 +45,52 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
     return runner
 
 
+def resolve_tor_mode(config: Config, local: bool, out: TextIO) -> Config | None:
+    """The config to publish with, or None for local-only ('--local', or 'auto' without tor)."""
+    if local:
+        return None
+    if config.tor.mode != "auto":
+        return config
+    if shutil.which(config.tor.tor_binary) is None:
+        print("tor is not installed, so nothing is published: running local-only. To publish the onion "
+              "services: sudo apt-get install tor, then start onionchat again.", file=out, flush=True)
+        return None
+    return replace(config, tor=replace(config.tor, mode="launch"))
+
+
 async def run(config: Config, *, local: bool, out: TextIO = sys.stdout,
               services: Services | None = None) -> None:
     """Serve until a stop signal; print where each site is reachable."""
     services = services or build_services(config)
     server = config.server
-    runners = [await start_site(create_app(services, "visitor"), server.visitor_host, server.visitor_port),
-               await start_site(create_app(services, "staff"), server.staff_host, server.staff_port)]
-    print(f"visitor: http://{server.visitor_host}:{server.visitor_port}/", file=out, flush=True)
-    print(f"staff:   http://{server.staff_host}:{server.staff_port}/", file=out, flush=True)
-    if local:
-        print("local-only mode: no Tor; these addresses work on this machine only", file=out, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    runners = [await start_site(create_app(services, "visitor"), server.visitor_host, server.visitor_port),
+               await start_site(create_app(services, "staff"), server.staff_host, server.staff_port)]
+    handle: tor.TorHandle | None = None
     try:
+        publish = resolve_tor_mode(config, local, out)
+        if publish is None:
+            print(f"visitor: http://{server.visitor_host}:{server.visitor_port}/", file=out, flush=True)
+            print(f"staff:   http://{server.staff_host}:{server.staff_port}/", file=out, flush=True)
+            print("local-only mode: no Tor; these addresses work on this machine only", file=out, flush=True)
+        else:
+            handle = await tor.start_tor(publish, server.visitor_port, server.staff_port,
+                                         progress=tor.progress_printer(sys.stderr))
+            print(f"visitor: http://{handle.addresses.visitor}/", file=out, flush=True)
+            print(f"staff:   http://{handle.addresses.staff}/", file=out, flush=True)
+            print(f"(served locally on {server.visitor_host}:{server.visitor_port} and "
+                  f"{server.staff_host}:{server.staff_port})", file=out, flush=True)
         await stop.wait()
     finally:
         log.info("stopping: telling open chats that the service is closing")
         # Ending every chat wakes the held frames, which answer with the closing notice;
         # cleanup() waits (up to shutdown_timeout) for those answers before closing.
         services.chat.shutdown()
+        if handle is not None:
+            await handle.close()
         for runner in runners:
             await runner.cleanup()
         log.info("stopped")
