@@ -249,8 +249,8 @@ class TorNetwork:
         self.timings["network ready"] = time.monotonic() - t0
 
     def add_client(self, name: str, *, auth_dir: Path | None = None, control: bool = False,
-                   timeout: float = 60.0) -> Node:
-        """A tor with a SocksPort (and ClientOnionAuthDir if given), bootstrapped to 100%."""
+                   timeout: float = 60.0, wait: bool = True) -> Node:
+        """A tor with a SocksPort (and ClientOnionAuthDir if given), bootstrapped unless ``wait`` is False."""
         node = self._new_node(name, "client")
         node.socks_port = self.ports()
         # ExtendedErrors: report onion failures (e.g. 0xF4, client auth missing) as Tor Browser sees them.
@@ -260,21 +260,26 @@ class TorNetwork:
         if control:
             node.control_port = self.ports()
             node.lines += [f"ControlPort {LOOPBACK}:{node.control_port}", "CookieAuthentication 1"]
-        self._start_other(node, timeout)
+        self._start_other(node, timeout, wait)
         return node
 
-    def add_host(self, name: str, timeout: float = 60.0) -> Node:
+    def add_host(self, name: str, timeout: float = 60.0, wait: bool = True, extra: list[str] | None = None) -> Node:
         """A tor with a cookie-authenticated ControlPort and no SocksPort, to host onions."""
         node = self._new_node(name, "host")
         node.control_port = self.ports()
         node.lines = [*self._base_lines(node), "SocksPort 0",
-                      f"ControlPort {LOOPBACK}:{node.control_port}", "CookieAuthentication 1"]
-        self._start_other(node, timeout)
+                      f"ControlPort {LOOPBACK}:{node.control_port}", "CookieAuthentication 1", *(extra or [])]
+        self._start_other(node, timeout, wait)
         return node
 
-    def _start_other(self, node: Node, timeout: float) -> None:
+    def _start_other(self, node: Node, timeout: float, wait: bool) -> None:
         self.others.append(node)
         self._launch(node)
+        if wait:
+            self.wait_ready(node, timeout)
+
+    def wait_ready(self, node: Node, timeout: float = 60.0) -> None:
+        """Wait until ``node`` has bootstrapped to 100%."""
         self._wait(f"{node.name} to bootstrap", lambda: "Bootstrapped 100%" in node.log_text(), timeout, [node])
 
     def all_nodes(self) -> Iterator[Node]:

@@ -1,0 +1,460 @@
+"""End to end over a private Tor network on 127.0.0.1: onionchat publishes, a chat runs over Tor.
+
+Issue 3's proof: launch mode joined to the network, a real chat through Tor clients (one with
+client authorization for the staff onion, and once in chromium with JavaScript off), 0xF4 for
+an unauthorised client, no staff route on the visitor onion, the same addresses after a
+restart, recovery after the launched tor is killed, and control mode. Timings are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from aiohttp_socks import ProxyConnector
+
+from tests.liveserver import add_staff, child_env, onionchat_command, write_config
+from tests.tornet import LOOPBACK, Node, TorNetwork
+
+pytestmark = pytest.mark.tor
+
+PASSWORD = "a long enough counsellor password"
+ONION_LINE = re.compile(r"^(visitor|staff):\s+http://([a-z2-7]{56}\.onion)/\s*$", re.MULTILINE)
+AUTH_PRIVATE = re.compile(r"^([a-z2-7]{56}:descriptor:x25519:[A-Z2-7]{52})$", re.MULTILINE)
+CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
+ACCEPT = re.compile(r'action="/accept/([^"]+)"')
+SOCKS_CLIENT_AUTH_MISSING = 0xF4
+T = TypeVar("T")
+
+
+def command() -> list[str]:
+    """How the tests run onionchat (the installed console script, or python -m onionchat)."""
+    override = os.environ.get("ONIONCHAT_TEST_COMMAND")  # dev only: a wrapper script
+    return override.split() if override else onionchat_command()
+
+
+# -- the network and onionchat as subprocesses ------------------------------------------------
+
+
+@dataclass
+class Timings:
+    values: dict[str, float] = field(default_factory=dict)
+
+    def note(self, name: str, seconds: float) -> None:
+        self.values.setdefault(name, round(seconds, 2))
+
+
+@dataclass
+class Onionchat:
+    """One `onionchat serve` (without --local) in a subprocess, with its data directory."""
+
+    home: Path
+    net: TorNetwork
+    mode: str = "launch"
+    tor_settings: dict[str, Any] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    visitor: str = ""
+    staff: str = ""
+    started_in: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.home / "data"
+        self.data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        self.config_path = self.data_dir / "onionchat.toml"
+        self.log_path = self.home / "serve.log"
+        self.env = child_env(self.home)
+        tor: dict[str, Any] = {"mode": self.mode, "bootstrap_timeout": 120, **self.tor_settings}
+        if self.mode == "launch":
+            tor["extra_torrc"] = self.net.join_lines()
+        write_config(self.config_path, {
+            "server": {"visitor_host": LOOPBACK, "visitor_port": self.net.ports(), "staff_host": LOOPBACK,
+                       "staff_port": self.net.ports(), "data_dir": str(self.data_dir), "log_level": "INFO"},
+            "poll": {"hold_seconds": 20},
+            "tor": tor,
+        })
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cli(self, *args: str, stdin: str = "") -> str:
+        result = subprocess.run([*command(), *args, "--config", str(self.config_path)], input=stdin.encode(),
+                                capture_output=True, env=self.env, cwd=self.home, timeout=60, check=False)
+        out = result.stdout.decode(errors="replace")
+        assert result.returncode == 0, f"onionchat {' '.join(args)} failed: {out}{result.stderr.decode()}"
+        return out
+
+    def start(self, timeout: float = 150.0) -> None:
+        started = time.monotonic()
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen([*command(), "serve", "--config", str(self.config_path)],
+                                            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                            env=self.env, cwd=self.home)
+        offset = len(self.log)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = dict(ONION_LINE.findall(self.log[offset:]))
+            if "visitor" in found and "staff" in found:
+                self.visitor, self.staff = found["visitor"], found["staff"]
+                break
+            if self.process.poll() is not None:
+                raise AssertionError(f"onionchat serve exited with {self.process.returncode}:\n{self.log}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"onionchat serve printed no onion addresses in {timeout:.0f} s:\n{self.log}")
+            time.sleep(0.1)  # polling the log with a deadline
+        self.started_in = time.monotonic() - started
+
+    def tor_pid(self) -> int:
+        """PID of the tor this onionchat launched, checked to be its child before anyone kills it."""
+        assert self.process is not None
+        pid = int((self.data_dir / "tor" / "tor.pid").read_text().split()[0])
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        assert int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid, "tor.pid is not our child"
+        return pid
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"onionchat did not stop within 30 s:\n{self.log}") from None
+        assert code == 0, f"onionchat exited with {code}:\n{self.log}"
+        assert "Traceback" not in self.log, self.log
+
+
+@dataclass
+class World:
+    """Everything the tests of this module share, built once."""
+
+    net: TorNetwork
+    app: Onionchat
+    anon: Node  # a Tor client without any staff key
+    desk: Node  # a counsellor's Tor client whose ClientOnionAuthDir holds the staff key
+    timings: Timings
+    visitor_cookies: dict[str, str] = field(default_factory=dict)
+    visitor_text: str = ""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[World]:
+    if shutil.which("tor") is None or shutil.which("tor-gencert") is None:
+        pytest.skip("tor is not installed (apt-get install tor)")
+    base = tmp_path_factory.mktemp("tor")
+    net = TorNetwork(base=base / "net")
+    timings = Timings()
+    app: Onionchat | None = None
+    try:
+        t0 = time.monotonic()
+        net.start()
+        timings.note("network ready (3 authorities, 3 relays)", time.monotonic() - t0)
+        anon = net.add_client("anon", wait=False)
+        app = Onionchat(home=base / "onionchat", net=net)
+        add_staff(app.config_path, "carla", "counsellor", PASSWORD, app.env)
+        out = app.cli("staff-key", "add", "carla-desk")
+        match = AUTH_PRIVATE.search(out)
+        assert match, out
+        auth_dir = base / "desk-auth"
+        auth_dir.mkdir(mode=0o700)
+        (auth_dir / "carla-desk.auth_private").write_text(match.group(1) + "\n")
+        desk = net.add_client("desk", auth_dir=auth_dir, control=True, wait=False)
+        app.start()
+        timings.note("onionchat start to both onions published (launch, bootstrap included)", app.started_in)
+        net.wait_ready(anon)
+        net.wait_ready(desk)
+        yield World(net=net, app=app, anon=anon, desk=desk, timings=timings)
+    finally:
+        if app is not None:
+            app.stop()
+        net.stop()
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("")
+            for name, seconds in timings.values.items():
+                reporter.write_line(f"tor timing: {name}: {seconds:.2f} s")
+
+
+# -- HTTP over Tor -----------------------------------------------------------------------------
+
+
+def socks_session(node: Node, cookies: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    """An HTTP client whose every connection goes through ``node``'s SocksPort (names resolved by tor)."""
+    connector = ProxyConnector.from_url(f"socks5://{LOOPBACK}:{node.socks_port}", rdns=True)
+    session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=40))
+    if cookies:
+        session.cookie_jar.update_cookies(cookies)
+    return session
+
+
+async def retry(what: str, attempt: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """Retry while the descriptor propagates (SOCKS 0xF0/0xF2, closed circuits), up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await attempt()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: still failing after {timeout:.0f} s: {exc!r}") from exc
+        await asyncio.sleep(0.5)  # pause between attempts of a polling loop with a deadline
+
+
+async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with session.get(url, allow_redirects=False) as resp:
+        return resp.status, await resp.text()
+
+
+async def post(session: aiohttp.ClientSession, url: str, data: dict[str, str]) -> tuple[int, str]:
+    async with session.post(url, data=data, allow_redirects=False) as resp:
+        return resp.status, resp.headers.get("Location", "")
+
+
+async def settled_socks_reply(node: Node, host: str, timeout: float = 30.0) -> int:
+    """The SOCKS reply for ``host`` once tor has its descriptor (0xF0 and other transient ones retried)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code = await socks_reply(node, host)
+        if code == SOCKS_CLIENT_AUTH_MISSING or code == 0 or time.monotonic() > deadline:
+            return code
+        await asyncio.sleep(0.5)  # pause between attempts of a polling loop with a deadline
+
+
+async def socks_reply(node: Node, host: str, port: int = 80) -> int:
+    """The reply code tor's SocksPort gives for CONNECT host:port (0 = success)."""
+    reader, writer = await asyncio.open_connection(LOOPBACK, node.socks_port)
+    try:
+        writer.write(b"\x05\x01\x00")
+        await writer.drain()
+        assert await reader.readexactly(2) == b"\x05\x00"
+        name = host.encode()
+        writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + port.to_bytes(2, "big"))
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readexactly(2), 60)
+        return head[1]
+    finally:
+        writer.close()
+
+
+async def staff_login(session: aiohttp.ClientSession, staff: str) -> None:
+    status, page = await get(session, f"http://{staff}/login")
+    assert status == 200, page
+    token = CSRF.search(page)
+    assert token
+    status, location = await post(session, f"http://{staff}/login",
+                                  {"_csrf": token.group(1), "username": "carla", "password": PASSWORD})
+    assert (status, location) == (303, "/"), (status, location)
+
+
+async def staff_accept(session: aiohttp.ClientSession, staff: str, visitor_text: str) -> str:
+    """Accept the waiting chat whose first message is ``visitor_text``; returns its id."""
+    status, board = await get(session, f"http://{staff}/")
+    assert status == 200 and visitor_text in board, board
+    cid = ACCEPT.search(board)
+    token = CSRF.search(board)
+    assert cid and token, board
+    status, location = await post(session, f"http://{staff}/accept/{cid.group(1)}", {"_csrf": token.group(1)})
+    assert (status, location) == (303, f"/chat/{cid.group(1)}"), (status, location)
+    return cid.group(1)
+
+
+async def staff_send(session: aiohttp.ClientSession, staff: str, cid: str, text: str) -> None:
+    status, compose = await get(session, f"http://{staff}/chat/{cid}/compose")
+    token = CSRF.search(compose)
+    assert status == 200 and token, compose
+    status, _ = await post(session, f"http://{staff}/chat/{cid}/send", {"_csrf": token.group(1), "text": text})
+    assert status == 303
+
+
+def stamp_of(page: str) -> str:
+    found = re.search(r'url=/chat/messages\?v=([^"#&]+)', page)
+    assert found, page
+    return found.group(1)
+
+
+# -- the proof ---------------------------------------------------------------------------------
+
+
+async def test_launch_mode_publishes_both_onions(world: World) -> None:
+    app = world.app
+    assert app.visitor != app.staff
+    shown = app.cli("onion", "show", "--no-qr")
+    assert f"visitor: http://{app.visitor}/" in shown and f"staff:   http://{app.staff}/" in shown
+    assert "proof-of-work on" in app.log  # this tor supports it: no fallback was needed
+    started = time.monotonic()
+    async with socks_session(world.anon) as visitor:
+        status, page = await retry("first fetch of the visitor onion", lambda: get(visitor, f"http://{app.visitor}/"),
+                                   30)
+    world.timings.note("first fetch of the visitor onion through a Tor client", time.monotonic() - started)
+    assert status == 200 and 'action="/start"' in page
+
+
+async def test_chat_over_tor(world: World) -> None:
+    app = world.app
+    text = "hello, is anyone there? (over tor)"
+    async with socks_session(world.anon) as visitor, socks_session(world.desk) as counsellor:
+        # A counsellor is on duty first: without one, the service does not open new chats.
+        started = time.monotonic()
+        await retry("first fetch of the staff onion (client authorization)",
+                    lambda: staff_login(counsellor, app.staff), 30)
+        world.timings.note("staff login through an authorized client (first fetch included)",
+                           time.monotonic() - started)
+        status, landing = await retry("visitor landing", lambda: get(visitor, f"http://{app.visitor}/"), 30)
+        token = CSRF.search(landing)
+        assert status == 200 and token
+        assert (await post(visitor, f"http://{app.visitor}/start", {"_csrf": token.group(1), "nickname": "sun"}))[0] \
+            == 303
+        status, compose = await get(visitor, f"http://{app.visitor}/chat/compose")
+        token = CSRF.search(compose)
+        assert status == 200 and token
+        assert (await post(visitor, f"http://{app.visitor}/chat/send", {"_csrf": token.group(1), "text": text}))[0] \
+            == 303
+
+        cid = await staff_accept(counsellor, app.staff, text)
+
+        # The visitor's messages frame shows the newest stamp; the next request is held until
+        # the counsellor's reply arrives: that wait is the chat round trip over Tor.
+        status, frame = await get(visitor, f"http://{app.visitor}/chat/messages")
+        assert status == 200 and text in frame and "A counsellor has joined" in frame
+        held = asyncio.ensure_future(get(visitor, f"http://{app.visitor}/chat/messages?v={stamp_of(frame)}"))
+        reply = "I am here. You are safe to talk."
+        started = time.monotonic()
+        await staff_send(counsellor, app.staff, cid, reply)
+        status, frame = await held
+        world.timings.note("chat round trip over Tor (counsellor sends -> visitor's held frame shows it)",
+                           time.monotonic() - started)
+        assert status == 200 and reply in frame
+        world.visitor_cookies = {c.key: c.value for c in visitor.cookie_jar}
+        world.visitor_text = text
+
+
+async def test_chromium_without_javascript_chats_over_tor(world: World) -> None:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    app = world.app
+    text = "typed in chromium with javascript off"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  f"--proxy-server=socks5://{LOOPBACK}:{world.anon.socks_port}",
+                  # Every name is resolved by tor through the proxy; nothing reaches a DNS server.
+                  f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {LOOPBACK}"])
+        try:
+            context = await browser.new_context(java_script_enabled=False)
+            page = await context.new_page()
+            seen: list[str] = []
+            page.on("request", lambda r: seen.append(f"{time.monotonic():.1f} {r.method} {r.url}"))
+            page.on("response", lambda r: seen.append(f"{time.monotonic():.1f} {r.status} {r.url}"))
+            async with socks_session(world.desk) as counsellor:
+                await retry("staff login", lambda: staff_login(counsellor, app.staff), 30)
+                started = time.monotonic()
+                await page.goto(f"http://{app.visitor}/", timeout=60_000)
+                world.timings.note("chromium (JS off) loads the visitor onion", time.monotonic() - started)
+                await page.fill("#nickname", "moon")
+                await page.click("form[action='/start'] button[type=submit]")
+                # Not "load": the page's load waits for the messages frame, whose request is held.
+                await page.wait_for_url(f"http://{app.visitor}/chat", wait_until="commit", timeout=30_000)
+                compose = page.frame(name="compose")
+                assert compose is not None
+                await compose.wait_for_selector("#text", timeout=30_000)
+                await compose.fill("#text", text)
+                async with page.expect_response(lambda r: r.url.endswith("/chat/send")):
+                    await compose.click("button[type=submit]")
+                cid = await staff_accept(counsellor, app.staff, text)
+                reply = "reply seen by a real browser"
+                started = time.monotonic()
+                await staff_send(counsellor, app.staff, cid, reply)
+                messages = page.frame(name="messages")
+                assert messages is not None
+                deadline = time.monotonic() + 30
+                while reply not in await messages.content():
+                    assert time.monotonic() < deadline, "\n".join([*seen, await messages.content()])
+                    await asyncio.sleep(0.05)  # polling the frame with a deadline
+                world.timings.note("chat round trip in chromium over Tor", time.monotonic() - started)
+                assert text in await messages.content()
+        finally:
+            await browser.close()
+
+
+async def test_unauthorized_client_is_refused_and_visitor_onion_has_no_staff_routes(world: World) -> None:
+    app = world.app
+    assert await settled_socks_reply(world.anon, app.staff) == SOCKS_CLIENT_AUTH_MISSING
+    async with socks_session(world.anon) as visitor:
+        for path in ("/login", "/accept/x", "/chat/x/messages", "/mychats"):
+            status, _ = await retry(path, functools.partial(get, visitor, f"http://{app.visitor}{path}"), 30)
+            assert status == 404, path
+
+
+async def test_killed_tor_is_relaunched_and_the_conversation_survives(world: World) -> None:
+    app = world.app
+    assert world.visitor_cookies, "needs the conversation of test_chat_over_tor"
+    pid = app.tor_pid()
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+
+    async def messages() -> tuple[int, str]:
+        async with socks_session(world.anon, world.visitor_cookies) as visitor:
+            return await get(visitor, f"http://{app.visitor}/chat/messages")
+
+    status, frame = await retry("the visitor onion after tor was killed", messages, 30)
+    world.timings.note("visitor onion reachable again after its tor was killed", time.monotonic() - killed)
+    assert time.monotonic() - killed < 30
+    assert status == 200 and world.visitor_text in frame, frame
+    assert "tor connection lost; republishing" in app.log
+    deadline = time.monotonic() + 30
+    while "onion services back at" not in app.log:
+        assert time.monotonic() < deadline, app.log
+        await asyncio.sleep(0.1)  # polling the log with a deadline
+    assert app.tor_pid() != pid
+
+
+async def test_restart_keeps_both_addresses(world: World) -> None:
+    app = world.app
+    before = (app.visitor, app.staff)
+    tor_pid = app.tor_pid()
+    app.stop()
+    assert not Path(f"/proc/{tor_pid}").exists() or "zombie" in Path(f"/proc/{tor_pid}/status").read_text().lower()
+    app.start()
+    assert (app.visitor, app.staff) == before
+    async with socks_session(world.anon) as visitor:
+        status, _ = await retry("the visitor onion after a restart", lambda: get(visitor, f"http://{app.visitor}/"),
+                                60)
+    assert status == 200
+
+
+async def test_control_mode_publishes_on_a_running_tor(world: World, tmp_path: Path) -> None:
+    host = await asyncio.to_thread(world.net.add_host, "systemtor")
+    app = Onionchat(home=tmp_path / "control", net=world.net, mode="control",
+                    tor_settings={"control_socket": "", "control_port": host.control_port})
+    app.cli("staff-key", "add", "someone")
+    started = time.monotonic()
+    await asyncio.to_thread(app.start)
+    try:
+        world.timings.note("control mode: start to both onions published", time.monotonic() - started)
+        assert app.tor_settings and (app.visitor, app.staff) != (world.app.visitor, world.app.staff)
+        assert not (app.data_dir / "tor").exists()  # no tor of its own
+        async with socks_session(world.anon) as visitor:
+            status, page = await retry("visitor onion in control mode", lambda: get(visitor, f"http://{app.visitor}/"),
+                                       30)
+        assert status == 200 and 'action="/start"' in page
+        assert await settled_socks_reply(world.anon, app.staff) == SOCKS_CLIENT_AUTH_MISSING
+    finally:
+        await asyncio.to_thread(app.stop)
+    assert host.running(), "control mode must never stop a tor it did not start"
