@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from aiohttp_socks import ProxyConnector
+from aiohttp_socks import ProxyConnectionError, ProxyConnector, ProxyError, ProxyTimeoutError
 
 from tests.liveserver import add_staff, child_env, onionchat_command, write_config
 from tests.tornet import LOOPBACK, Node, TorNetwork
@@ -175,6 +175,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         desk = net.add_client("desk", auth_dir=auth_dir, control=True, wait=False)
         app.start()
         timings.note("onionchat start to both onions published (launch, bootstrap included)", app.started_in)
+        published = re.search(r"onion services published in ([\d.]+) s", app.log)
+        if published:
+            timings.note("ADD_ONION of both onions to first descriptor upload", float(published.group(1)))
         net.wait_ready(anon)
         net.wait_ready(desk)
         yield World(net=net, app=app, anon=anon, desk=desk, timings=timings)
@@ -182,11 +185,12 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         if app is not None:
             app.stop()
         net.stop()
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line("")
-            for name, seconds in timings.values.items():
-                reporter.write_line(f"tor timing: {name}: {seconds:.2f} s")
+        lines = [f"tor timing: {name}: {seconds:.2f} s" for name, seconds in timings.values.items()]
+        (base / "timings.txt").write_text("\n".join(lines) + "\n")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                print("\n" + "\n".join(lines))
 
 
 # -- HTTP over Tor -----------------------------------------------------------------------------
@@ -207,7 +211,8 @@ async def retry(what: str, attempt: Callable[[], Awaitable[T]], timeout: float) 
     while True:
         try:
             return await attempt()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (aiohttp.ClientError, ProxyError, ProxyConnectionError, ProxyTimeoutError, OSError,
+                TimeoutError) as exc:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what}: still failing after {timeout:.0f} s: {exc!r}") from exc
         await asyncio.sleep(0.5)  # pause between attempts of a polling loop with a deadline
@@ -277,6 +282,16 @@ async def staff_send(session: aiohttp.ClientSession, staff: str, cid: str, text:
     assert status == 200 and token, compose
     status, _ = await post(session, f"http://{staff}/chat/{cid}/send", {"_csrf": token.group(1), "text": text})
     assert status == 303
+
+
+async def frame_text(frame: Any) -> str:
+    """The frame's HTML, or '' while it is between two documents (it navigates itself)."""
+    from playwright.async_api import Error as PlaywrightError
+
+    try:
+        return str(await frame.content())
+    except PlaywrightError:
+        return ""
 
 
 def stamp_of(page: str) -> str:
@@ -371,7 +386,9 @@ async def test_chromium_without_javascript_chats_over_tor(world: World) -> None:
                 await page.click("form[action='/start'] button[type=submit]")
                 # Not "load": the page's load waits for the messages frame, whose request is held.
                 await page.wait_for_url(f"http://{app.visitor}/chat", wait_until="commit", timeout=30_000)
-                compose = page.frame(name="compose")
+                frame_element = await page.wait_for_selector("iframe[name=compose]", timeout=30_000)
+                assert frame_element is not None
+                compose = await frame_element.content_frame()
                 assert compose is not None
                 await compose.wait_for_selector("#text", timeout=30_000)
                 await compose.fill("#text", text)
@@ -384,11 +401,11 @@ async def test_chromium_without_javascript_chats_over_tor(world: World) -> None:
                 messages = page.frame(name="messages")
                 assert messages is not None
                 deadline = time.monotonic() + 30
-                while reply not in await messages.content():
-                    assert time.monotonic() < deadline, "\n".join([*seen, await messages.content()])
+                while reply not in await frame_text(messages):
+                    assert time.monotonic() < deadline, "\n".join([*seen, await frame_text(messages)])
                     await asyncio.sleep(0.05)  # polling the frame with a deadline
                 world.timings.note("chat round trip in chromium over Tor", time.monotonic() - started)
-                assert text in await messages.content()
+                assert text in await frame_text(messages)
         finally:
             await browser.close()
 
