@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import load, proc, startup, throughput
+from bench import load, proc, profile, startup, throughput
 from bench.report import Row, table
 
 LOGINS = 20
@@ -21,7 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs and 2,000 instead of 10,000 "
                         "conversations: a smoke test, not figures to quote")
     parser.add_argument("--out", metavar="FILE", help="also write the table to FILE")
+    parser.add_argument("--source", metavar="DIR", help="run onionchat from this source tree (e.g. a git "
+                        "worktree of another commit) instead of the installed one")
+    parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of the server during each "
+                        "measured phase into DIR (slows the server a little)")
     args = parser.parse_args(argv)
+    if args.profile:
+        profile.PROFILE_DIR = Path(args.profile)
+    if args.source:
+        # The server processes inherit it; PYTHONPATH comes before the editable install's path.
+        source = str(Path(args.source).resolve())
+        os.environ["PYTHONPATH"] = source
+        sys.path.insert(0, source)
     chosen = {int(n) for n in args.only.split(",") if n.strip()}
     quick = args.quick
     seconds = 4.0 if quick else 10.0
@@ -40,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         accounts = proc.make_accounts(work / "accounts", load.counsellor_names(capacity_n // load.MAX_CHATS)
                                       + load.login_names(LOGINS))
         plan: list[tuple[int, str, Callable[[], list[Row]]]] = [
-            (1, "poll throughput", lambda: throughput.throughput(work, accounts, seconds, notes)),
+            (1, "poll throughput", lambda: throughput.throughput(work, accounts, seconds / 2, 3, notes)),
             (2, "delivery latency", lambda: load.delivery(work, accounts, 100, 20.0, seconds * 1.5, notes)
              + load.delivery(work, accounts, 1000, rate, seconds * 1.5, notes)),
             (3, "capacity", lambda: load.capacity(work, accounts, capacity_n, rate, seconds * 1.5, notes)),
@@ -51,10 +63,16 @@ def main(argv: list[str] | None = None) -> int:
             if number not in chosen:
                 continue
             print(f"[{time.monotonic() - began:5.0f} s] benchmark {number}: {name} ...", file=sys.stderr, flush=True)
+            t0, busy0, own0 = time.monotonic(), proc.busy_seconds(), proc.own_seconds()
             try:
                 rows += run()
             except Exception as exc:  # noqa: BLE001 - one failed benchmark must not hide the others' figures
                 notes.append(f"benchmark {number} ({name}) FAILED: {type(exc).__name__}: {exc}")
+            # Other work on a shared machine takes cores from both server and client: say how much.
+            other = (proc.busy_seconds() - busy0) - (proc.own_seconds() - own0)
+            share = 100 * max(0.0, other) / (time.monotonic() - t0)
+            notes.append(f"benchmark {number}: other processes used {share:.0f} % of a core on average "
+                         f"meanwhile (loadavg {os.getloadavg()[0]:.1f})")
     notes.append(f"whole run: {time.monotonic() - began:.0f} s")
     text = table(rows, proc.machine(), notes)
     print(text)

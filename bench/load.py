@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from bench.flows import Counsellor, Visitor
 from bench.http import Connection, HttpError
 from bench.proc import Server, running
+from bench.profile import Profiler
 from bench.report import Row, ms, percentile, verdict
 
 T = TypeVar("T")
@@ -212,8 +213,10 @@ class Phase:
     _t: float = 0.0
     _s: float = 0.0
     _c: float = 0.0
+    _profiler: Profiler | None = None
 
     def __enter__(self) -> Phase:
+        self._profiler = Profiler(self.server.pid, self.server.dir.name).__enter__()
         self._t = asyncio.get_running_loop().time()
         self._s = self.server.cpu_seconds()
         self._c = client_cpu()
@@ -223,6 +226,8 @@ class Phase:
         self.wall = asyncio.get_running_loop().time() - self._t
         self.server_cpu = self.server.cpu_seconds() - self._s
         self.client_cpu = client_cpu() - self._c
+        if self._profiler is not None:
+            self._profiler.__exit__()
 
     def describe(self) -> str:
         """Average CPU use of both processes (100 % = one core)."""

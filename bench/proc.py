@@ -70,6 +70,25 @@ def machine() -> dict[str, str]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used since boot (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds() -> float:
+    """CPU seconds of this process and its finished children (servers, wrk, the reference)."""
+    self, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return self.ru_utime + self.ru_stime + children.ru_utime + children.ru_stime
+
+
 def toml_value(value: Any) -> str:
     """A TOML literal for a str, bool or int."""
     if isinstance(value, bool):
@@ -181,8 +200,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the server has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, wait for a clean exit; SIGKILL (and say so) only if it hangs."""
@@ -237,6 +255,11 @@ class Reference:
         if not self.proc.stdout.readline().startswith(b"ready"):
             raise RuntimeError("the reference app did not start")
         return self
+
+    def cpu_seconds(self) -> float:
+        """CPU time the reference process has used so far."""
+        assert self.proc is not None
+        return cpu_seconds(self.proc.pid)
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None

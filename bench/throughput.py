@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import statistics
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from bench.flows import Counsellor, Visitor, expect
 from bench.http import Connection
 from bench.proc import Reference, Server, running
+from bench.profile import Profiler
 from bench.report import Row, ms, verdict
 
 MESSAGES = 20
@@ -84,8 +86,13 @@ async def prepare(server: Server) -> tuple[str, str, int]:
     return visitor.cookie, path, len(page.body)
 
 
-def throughput(work: Path, accounts: Path, seconds: float, notes: list[str]) -> list[Row]:
-    """Benchmark 1 at 50 and 200 connections; reference and onionchat alternate in one run."""
+def throughput(work: Path, accounts: Path, seconds: float, rounds: int, notes: list[str]) -> list[Row]:
+    """Benchmark 1 at 50 and 200 connections; reference and onionchat alternate in one run.
+
+    Each connection count runs ``rounds`` pairs of (reference, onionchat), alternating which
+    goes first; the figures are medians, and the ratio is the median of the pairs' ratios, so
+    that a burst of load from other processes on a shared machine moves one pair, not the result.
+    """
     settings: dict[str, dict[str, Any]] = {"poll": {"mode": "interval"}, "limits": {"messages_per_minute": 10_000}}
     server = Server(work, "throughput", settings, accounts)
     rows: list[Row] = []
@@ -93,23 +100,42 @@ def throughput(work: Path, accounts: Path, seconds: float, notes: list[str]) -> 
         cookie, path, size = asyncio.run(prepare(server))
         with Reference(size) as ref:
             for connections in (50, 200):
-                # A short warm-up of each, then the measured runs back to back.
-                wrk(ref.port, path, cookie, connections, 2)
-                wrk(server.visitor_port, path, cookie, connections, 2)
-                base = wrk(ref.port, path, cookie, connections, seconds)
-                cpu0 = server.cpu_seconds()
-                ours = wrk(server.visitor_port, path, cookie, connections, seconds)
-                cpu = (server.cpu_seconds() - cpu0) / seconds
-                ratio = ours.rps / base.rps
+                wrk(ref.port, path, cookie, connections, 1)  # warm-up of both
+                wrk(server.visitor_port, path, cookie, connections, 1)
+                bases: list[WrkResult] = []
+                ours: list[WrkResult] = []
+                cpu = base_cpu = 0.0
+                for n in range(rounds):
+                    for which in ((0, 1) if n % 2 == 0 else (1, 0)):
+                        if which == 0:
+                            cpu0 = ref.cpu_seconds()
+                            bases.append(wrk(ref.port, path, cookie, connections, seconds))
+                            base_cpu += ref.cpu_seconds() - cpu0
+                            continue
+                        cpu0 = server.cpu_seconds()
+                        with Profiler(server.pid, f"throughput{connections}-{n}"):
+                            ours.append(wrk(server.visitor_port, path, cookie, connections, seconds))
+                        cpu += server.cpu_seconds() - cpu0
+                ratio = statistics.median(o.rps / b.rps for o, b in zip(ours, bases, strict=True))
+                rps, base_rps = statistics.median(o.rps for o in ours), statistics.median(b.rps for b in bases)
                 bench = f"1 throughput c={connections}"
                 target = f">= {TARGET_RATIO} x ref" if connections == 50 else ""
-                rows.append(Row(bench, "polls/s", f"{ours.rps:,.0f}", f"ref {base.rps:,.0f}/s {target}".strip(),
+                rows.append(Row(bench, "polls/s", f"{rps:,.0f}", f"ref {base_rps:,.0f}/s {target}".strip(),
                                 f"{ratio:.2f}", verdict(ratio >= TARGET_RATIO) if connections == 50 else ""))
-                rows.append(Row(bench, "latency p50 / p99", f"{ms(ours.p50)} / {ms(ours.p99)}",
-                                f"ref {ms(base.p50)} / {ms(base.p99)}", "",
-                                ""))
-                rows.append(Row(bench, "server CPU", f"{100 * cpu:.0f} %", f"{size:,} B frame"))
-                if ours.errors or base.errors:
-                    notes.append(f"{bench}: {ours.errors} failed requests (reference {base.errors})")
+                p50, p99 = statistics.median(o.p50 for o in ours), statistics.median(o.p99 for o in ours)
+                rows.append(Row(bench, "latency p50 / p99", f"{ms(p50)} / {ms(p99)}",
+                                f"ref {ms(statistics.median(b.p50 for b in bases))} / "
+                                f"{ms(statistics.median(b.p99 for b in bases))}"))
+                # CPU time per answered request: what each poll costs, much less moved by other
+                # processes taking cores than requests per second are.
+                per = cpu / sum(o.rps * seconds for o in ours)
+                base_per = base_cpu / sum(b.rps * seconds for b in bases)
+                rows.append(Row(bench, "server CPU per poll", f"{per * 1e6:.0f} us",
+                                f"ref {base_per * 1e6:.0f} us", f"{base_per / per:.2f}"))
+                rows.append(Row(bench, "server CPU", f"{100 * cpu / (seconds * rounds):.0f} %",
+                                f"{size:,} B frame, {rounds} x {seconds:g} s"))
+                errors, base_errors = sum(o.errors for o in ours), sum(b.errors for b in bases)
+                if errors or base_errors:
+                    notes.append(f"{bench}: {errors} failed requests (reference {base_errors})")
     notes.extend(f"1 throughput: {p}" for p in server.problems())
     return rows
