@@ -1,4 +1,4 @@
-"""Staff accounts: argon2id password hashes and roles, stored atomically with mode 0600."""
+"""Staff accounts: argon2id password hashes, roles and TOTP secrets, stored atomically with mode 0600."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ import re
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from onionchat import storage
+from onionchat.config import Config
 from onionchat.errors import AccountError, StorageError
 
 ACCOUNTS_FILE = "accounts.json"
 PASSWORD_MAX = 128  # longer passwords are refused before hashing: no hashing-cost DoS
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+MAX_CHATS_RANGE = (1, 50)  # the same bounds as the staff.max_chats setting
 
 
 class Role(enum.Enum):
@@ -47,6 +50,23 @@ class Account:
     role: Role
     password_hash: str
     disabled: bool = False
+    totp_secret: str = ""  # base32; empty while two-factor login is not set up
+    totp_step: int = 0  # last accepted TOTP time-step: it and every earlier one are refused
+    max_chats: int | None = None  # None: the staff.max_chats setting applies
+
+    @property
+    def has_totp(self) -> bool:
+        """True once two-factor login is set up."""
+        return bool(self.totp_secret)
+
+
+def effective_max_chats(account: Account, config: Config) -> int:
+    """How many chats ``account`` may hold at once: its own limit, else the configured one."""
+    return account.max_chats if account.max_chats is not None else config.staff.max_chats
+
+
+def _active_admins(accounts: dict[str, Account]) -> int:
+    return sum(1 for a in accounts.values() if a.role is Role.ADMIN and not a.disabled)
 
 
 class AccountStore:
@@ -65,18 +85,49 @@ class AccountStore:
     def _load(self) -> dict[str, Account]:
         raw = storage.read_json(self.path, {"accounts": {}})
         try:
-            entries: dict[str, dict[str, str]] = raw["accounts"]
-            return {name: Account(name=name, role=Role(a["role"]), password_hash=str(a["password_hash"]),
-                                  disabled=bool(a.get("disabled", False)))
-                    for name, a in entries.items()}
+            entries: dict[str, dict[str, Any]] = raw["accounts"]
+            accounts = {}
+            for name, a in entries.items():
+                limit = a.get("max_chats")
+                accounts[name] = Account(
+                    name=name, role=Role(a["role"]), password_hash=str(a["password_hash"]),
+                    disabled=bool(a.get("disabled", False)), totp_secret=str(a.get("totp_secret", "")),
+                    totp_step=int(a.get("totp_step", 0)), max_chats=None if limit is None else int(limit))
+            return accounts
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StorageError(f"{self.path} is damaged: {exc}") from None
 
     def _save(self) -> None:
-        entries = {n: {"role": a.role.value, "password_hash": a.password_hash, "disabled": a.disabled}
-                   for n, a in sorted(self._accounts.items())}
+        entries: dict[str, dict[str, Any]] = {}
+        for n, a in sorted(self._accounts.items()):
+            entry: dict[str, Any] = {"role": a.role.value, "password_hash": a.password_hash, "disabled": a.disabled}
+            if a.totp_secret:
+                # The last used step is stored so that a restart does not reopen a used code's window.
+                entry.update(totp_secret=a.totp_secret, totp_step=a.totp_step)
+            if a.max_chats is not None:
+                entry["max_chats"] = a.max_chats
+            entries[n] = entry
         storage.write_json(self.path, {"version": 1, "accounts": entries})
         self._mtime = self._stat()  # our own write is not a change to pick up
+
+    def _commit(self, accounts: dict[str, Account]) -> None:
+        """Replace the accounts with ``accounts`` and save; the caller holds the lock.
+
+        Refuses a change that would leave no active admin where there was one, so nobody can
+        lock the team out of the admin pages (the CLI can always add one again).
+        """
+        if _active_admins(self._accounts) and not _active_admins(accounts):
+            raise AccountError("this would leave no active admin: make another account admin first")
+        # A new dict rather than changes in place: readers on the event loop never see half a change.
+        self._accounts = accounts
+        self._save()
+
+    def _change(self, name: str, **changes: Any) -> Account:
+        """Change fields of one account and save."""
+        with self._lock:
+            account = replace(self._require(name), **changes)
+            self._commit({**self._accounts, name: account})
+        return account
 
     def _stat(self) -> int:
         try:
@@ -119,24 +170,56 @@ class AccountStore:
             if name in self._accounts:
                 raise AccountError(f"there is already an account named {name}")
             account = Account(name=name, role=role, password_hash=self.hasher.hash(password))
-            self._accounts[name] = account
-            self._save()
+            self._commit({**self._accounts, name: account})
         return account
 
     def remove(self, name: str) -> None:
         """Delete an account."""
         with self._lock:
-            if self._accounts.pop(name, None) is None:
-                raise AccountError(f"there is no account named {name}")
-            self._save()
+            self._require(name)
+            self._commit({n: a for n, a in self._accounts.items() if n != name})
 
     def set_password(self, name: str, password: str) -> None:
         """Replace an account's password."""
         self.check_password(password)
+        self._require(name)
+        password_hash = self.hasher.hash(password)  # outside the lock: hashing is slow
+        self._change(name, password_hash=password_hash)
+
+    def set_disabled(self, name: str, disabled: bool) -> Account:
+        """Disable an account (it cannot log in and loses its session) or enable it again."""
+        return self._change(name, disabled=disabled)
+
+    def set_role(self, name: str, role: Role) -> Account:
+        """Give an account another role."""
+        return self._change(name, role=role)
+
+    def set_max_chats(self, name: str, limit: int | None) -> Account:
+        """Set the account's own limit of chats held at once; None: the configured default."""
+        lo, hi = MAX_CHATS_RANGE
+        if limit is not None and not lo <= limit <= hi:
+            raise AccountError(f"the chat limit must be between {lo} and {hi}")
+        return self._change(name, max_chats=limit)
+
+    def enable_totp(self, name: str, secret: str, step: int) -> Account:
+        """Turn on two-factor login with ``secret``; ``step`` (the confirming code's) is used up."""
+        return self._change(name, totp_secret=secret, totp_step=step)
+
+    def reset_totp(self, name: str) -> Account:
+        """Turn two-factor login off (the admin's reset: the person enrols again)."""
+        return self._change(name, totp_secret="", totp_step=0)
+
+    def use_totp_step(self, name: str, step: int) -> bool:
+        """Mark TOTP time-step ``step`` used; False if it or a later one was used already.
+
+        Writes the file (blocking): call it in a worker thread.
+        """
         with self._lock:
-            account = self._require(name)
-            self._accounts[name] = replace(account, password_hash=self.hasher.hash(password))
-            self._save()
+            account = self._accounts.get(name)
+            if account is None or not account.totp_secret or step <= account.totp_step:
+                return False
+            self._commit({**self._accounts, name: replace(account, totp_step=step)})
+            return True
 
     def _require(self, name: str) -> Account:
         account = self._accounts.get(name)
@@ -164,6 +247,6 @@ class AccountStore:
             with self._lock:
                 current = self._accounts.get(name)
                 if current is not None:
-                    self._accounts[name] = replace(current, password_hash=self.hasher.hash(password))
-                    self._save()
+                    new = replace(current, password_hash=self.hasher.hash(password))
+                    self._commit({**self._accounts, name: new})
         return self._accounts.get(name)

@@ -23,6 +23,7 @@ from onionchat.security import add_headers, guard
 from onionchat.sessions import SessionStore
 from onionchat.stats import Stats
 from onionchat.throttle import LoginThrottle
+from onionchat.totp import PendingSteps
 
 log = logging.getLogger("onionchat")
 
@@ -111,8 +112,10 @@ def create_app(services: Services, site: str) -> web.Application:
         app.cleanup_ctx.append(sweeper)
     else:
         app[keys.SESSIONS] = services.staff_sessions
+        app[keys.PENDING] = PendingSteps()
         for module in (auth, staff, supervise, admin, statspage):
             app.add_routes(module.routes)
+        app.cleanup_ctx.append(services.audit.keeper)  # writes audit.json off the event loop
     app.router.add_get("/static/style.css", style, name="style")
     app.on_response_prepare.append(add_headers)
     return app

@@ -1,4 +1,4 @@
-"""Staff sign-in and sign-out: password check off the event loop, per-account throttling."""
+"""Staff sign-in (password, then a TOTP code), sign-out, and each person's own account and 2FA pages."""
 
 from __future__ import annotations
 
@@ -6,11 +6,43 @@ import asyncio
 
 from aiohttp import web
 
-from onionchat import keys, websession
+from onionchat import keys, totp, websession
+from onionchat.accounts import Account
+from onionchat.errors import AccountError
 from onionchat.pages import page, see_other
-from onionchat.security import ERRORS, read_form
+from onionchat.security import ERRORS, N_, read_form
+from onionchat.sessions import Session
+from onionchat.staff import signed_in
 
 routes = web.RouteTableDef()
+
+CODE_FAILED = (N_("Wrong code"), N_("The code is wrong or was already used. Wait for the next code "
+                                     "from your app and try again."))
+SETUP_EXPIRED = (N_("Please scan the new code"), N_("The setup took too long, so a new secret was made. "
+                                                    "Scan the new QR code, then enter a code."))
+PASSWORD_WRONG = (N_("Password not changed"), N_("Your current password is wrong."))
+
+
+def _finish_login(request: web.Request, session: Session, account: Account) -> web.HTTPSeeOther:
+    """Every step is done: a fresh session id, signed in, failures forgotten, audited."""
+    request.app[keys.PENDING].drop(session.id)
+    session = request.app[keys.SESSIONS].regenerate(session)
+    session.staff = account.name
+    request.app[keys.LOGIN_THROTTLE].succeeded(account.name)
+    request.app[keys.AUDIT].record(account.name, "login", detail="2FA" if account.has_totp else "")
+    response = see_other("/")
+    websession.set_cookie(request, response, session)
+    return response
+
+
+def _to_step(request: web.Request, session: Session, name: str, stage: str, location: str) -> web.HTTPSeeOther:
+    """The password was right; one more step before the session is signed in."""
+    session = request.app[keys.SESSIONS].regenerate(session)  # a planted id is worthless from here on
+    secret = totp.new_secret() if stage == "enrol" else ""
+    request.app[keys.PENDING].put(session.id, name, stage, secret)
+    response = see_other(location)
+    websession.set_cookie(request, response, session)
+    return response
 
 
 @routes.get("/login", name="login")
@@ -25,7 +57,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 @routes.post("/login", name="login_post")
 async def login(request: web.Request) -> web.StreamResponse:
-    """Check the password off the event loop; regenerate the session on success."""
+    """Check the password off the event loop; then the code, enrolment, or straight in."""
     session = websession.current(request)
     form = await read_form(request, session)
     assert session is not None
@@ -42,13 +74,100 @@ async def login(request: web.Request) -> web.StreamResponse:
         account = await asyncio.to_thread(accounts.verify, name, password)
     if account is None:
         throttle.failed(name, known)
+        # The name only if such an account exists: a mistyped password in the name field stays out.
+        request.app[keys.AUDIT].record(name if known else "", "login_failed",
+                                       detail="password" if known else "unknown name")
         return page(request, "staff/login.html", session, status=403, error=ERRORS["login_failed"][1:])
-    throttle.succeeded(name)
-    session = request.app[keys.SESSIONS].regenerate(session)
-    session.staff = account.name
-    response = see_other("/")
-    websession.set_cookie(request, response, session)
-    raise response
+    # With 2FA the failures are cleared only after the code: knowing the password must not
+    # buy fresh guesses at the code.
+    if account.has_totp:
+        raise _to_step(request, session, account.name, "code", "/login/code")
+    if request.app[keys.CONFIG].staff.require_totp:
+        raise _to_step(request, session, account.name, "enrol", "/login/enrol")
+    raise _finish_login(request, session, account)
+
+
+def _pending(request: web.Request, stage: str) -> tuple[Session, totp.Pending, Account]:
+    """The browser's half-finished login at ``stage``; otherwise back to the password."""
+    session = websession.current(request)
+    pending = request.app[keys.PENDING].get(session.id, stage) if session is not None else None
+    if session is None or pending is None:
+        raise see_other("/login")
+    account = request.app[keys.ACCOUNTS].get(pending.name)
+    if account is None or account.disabled or (stage == "code") != account.has_totp:
+        request.app[keys.PENDING].drop(session.id)
+        raise see_other("/login")
+    return session, pending, account
+
+
+async def _code_accepted(request: web.Request, account: Account, secret: str, code: str) -> int | None:
+    """The time-step of a right, unused code for ``secret`` (marked used if 2FA is on); else None.
+
+    A code counts against the same per-account throttle as a password.
+    """
+    step = totp.matching_step(secret, code)
+    # Written to accounts.json: a restart must not make a used code valid again.
+    if (step is not None and account.has_totp
+            and not await asyncio.to_thread(request.app[keys.ACCOUNTS].use_totp_step, account.name, step)):
+        step = None
+    if step is None:
+        request.app[keys.LOGIN_THROTTLE].failed(account.name, True)
+        request.app[keys.AUDIT].record(account.name, "login_failed", detail="code")
+    return step
+
+
+@routes.get("/login/code", name="login_code")
+async def code_form(request: web.Request) -> web.Response:
+    """The second step: the code from the authenticator app."""
+    session, _, _ = _pending(request, "code")
+    return page(request, "staff/login_code.html", session, error=None)
+
+
+@routes.post("/login/code", name="login_code_post")
+async def code(request: web.Request) -> web.StreamResponse:
+    """Check the code; a used one (or an earlier one) is refused."""
+    session = websession.current(request)
+    form = await read_form(request, session)
+    session, _, account = _pending(request, "code")
+    if request.app[keys.LOGIN_THROTTLE].blocked(account.name, True):
+        return page(request, "staff/login_code.html", session, status=429, error=ERRORS["login_throttled"][1:])
+    if await _code_accepted(request, account, account.totp_secret, form.get("code", "")) is None:
+        return page(request, "staff/login_code.html", session, status=403, error=CODE_FAILED)
+    raise _finish_login(request, session, account)
+
+
+def _setup_context(secret: str, name: str) -> dict[str, object]:
+    return {"qr": totp.qr_png_data_uri(totp.provisioning_uri(secret, name)), "secret": totp.grouped(secret)}
+
+
+def _enrol_page(request: web.Request, session: Session, pending: totp.Pending, account: Account,
+                status: int = 200, error: tuple[str, str] | None = None) -> web.Response:
+    return page(request, "staff/login_enrol.html", session, status, error=error,
+                **_setup_context(pending.secret, account.name))
+
+
+@routes.get("/login/enrol", name="login_enrol")
+async def enrol_form(request: web.Request) -> web.Response:
+    """2FA is required and not set up yet: set it up before anything else."""
+    session, pending, account = _pending(request, "enrol")
+    return _enrol_page(request, session, pending, account)
+
+
+@routes.post("/login/enrol", name="login_enrol_post")
+async def enrol(request: web.Request) -> web.StreamResponse:
+    """Confirm the new secret with a code, then sign in."""
+    session = websession.current(request)
+    form = await read_form(request, session)
+    session, pending, account = _pending(request, "enrol")
+    if request.app[keys.LOGIN_THROTTLE].blocked(account.name, True):
+        return _enrol_page(request, session, pending, account, 429, ERRORS["login_throttled"][1:])
+    step = await _code_accepted(request, account, pending.secret, form.get("code", ""))
+    if step is None:
+        return _enrol_page(request, session, pending, account, 403, CODE_FAILED)
+    # The confirming code's step is stored as used: it cannot sign anyone in a second time.
+    account = await asyncio.to_thread(request.app[keys.ACCOUNTS].enable_totp, account.name, pending.secret, step)
+    request.app[keys.AUDIT].record(account.name, "2fa_enrolled")
+    raise _finish_login(request, session, account)
 
 
 @routes.post("/logout", name="logout")
@@ -57,7 +176,91 @@ async def logout(request: web.Request) -> web.StreamResponse:
     session = websession.current(request)
     await read_form(request, session)
     if session is not None:
+        if session.staff:
+            request.app[keys.AUDIT].record(session.staff, "logout")
+        request.app[keys.PENDING].drop(session.id)
         request.app[keys.SESSIONS].drop(session)
     response = see_other("/login")
     websession.clear_cookie(request, response)
     raise response
+
+
+def _account_page(request: web.Request, session: Session, account: Account, status: int = 200,
+                  error: tuple[str, str] | None = None, message: str = "", reason: str = "") -> web.Response:
+    # ``reason`` (an AccountError's text) is shown escaped, never passed through gettext, which
+    # would mark it safe HTML.
+    return page(request, "staff/account.html", session, status=status, account=account, error=error,
+                reason=reason, message=message, require_totp=request.app[keys.CONFIG].staff.require_totp,
+                password_min=request.app[keys.ACCOUNTS].password_min)
+
+
+@routes.get("/account", name="account")
+async def account_page(request: web.Request) -> web.Response:
+    """One's own account: role, 2FA state, a new password."""
+    session, account = signed_in(request)
+    return _account_page(request, session, account, message=request.query.get("done", "")[:20])
+
+
+@routes.post("/account/password", name="account_password")
+async def change_password(request: web.Request) -> web.StreamResponse:
+    """A new password, after the current one (a borrowed session alone cannot change it)."""
+    session, account = signed_in(request)
+    form = await read_form(request, session)
+    accounts = request.app[keys.ACCOUNTS]
+    throttle = request.app[keys.LOGIN_THROTTLE]
+    new, again = form.get("new_password", ""), form.get("new_password_again", "")
+    if throttle.blocked(account.name, True):
+        return _account_page(request, session, account, 429, ERRORS["login_throttled"][1:])
+    async with request.app[keys.HASH_SLOTS]:
+        ok = await asyncio.to_thread(accounts.verify, account.name, form.get("current_password", ""))
+    if ok is None:
+        throttle.failed(account.name, True)
+        return _account_page(request, session, account, 403, PASSWORD_WRONG)
+    if new != again:
+        return _account_page(request, session, account, 400,
+                             (N_("Password not changed"), N_("The two new passwords differ.")))
+    try:
+        async with request.app[keys.HASH_SLOTS]:
+            await asyncio.to_thread(accounts.set_password, account.name, new)
+    except AccountError as exc:
+        return _account_page(request, session, account, 400, (N_("Password not changed"), ""), reason=str(exc))
+    request.app[keys.AUDIT].record(account.name, "password_changed", detail=account.name)
+    raise see_other("/account?done=password")
+
+
+def _two_factor_page(request: web.Request, session: Session, account: Account, status: int = 200,
+                     error: tuple[str, str] | None = None) -> web.Response:
+    context: dict[str, object] = {}
+    if not account.has_totp:
+        steps = request.app[keys.PENDING]
+        pending = steps.get(session.id, "account")
+        if pending is None or pending.name != account.name:
+            pending = steps.put(session.id, account.name, "account", totp.new_secret())
+        context = _setup_context(pending.secret, account.name)
+    return page(request, "staff/account_2fa.html", session, status, account=account, error=error, **context)
+
+
+@routes.get("/account/2fa", name="account_2fa")
+async def two_factor(request: web.Request) -> web.Response:
+    """Set up two-factor login: a fresh secret, held in memory until a code confirms it."""
+    session, account = signed_in(request)
+    return _two_factor_page(request, session, account)
+
+
+@routes.post("/account/2fa", name="account_2fa_post")
+async def two_factor_confirm(request: web.Request) -> web.StreamResponse:
+    """Confirm the new secret with a code from the app."""
+    session, account = signed_in(request)
+    form = await read_form(request, session)
+    if account.has_totp:
+        raise see_other("/account/2fa")
+    pending = request.app[keys.PENDING].get(session.id, "account")
+    if pending is None or pending.name != account.name:
+        return _two_factor_page(request, session, account, 409, SETUP_EXPIRED)
+    step = totp.matching_step(pending.secret, form.get("code", ""))
+    if step is None:
+        return _two_factor_page(request, session, account, 403, CODE_FAILED)
+    await asyncio.to_thread(request.app[keys.ACCOUNTS].enable_totp, account.name, pending.secret, step)
+    request.app[keys.PENDING].drop(session.id)
+    request.app[keys.AUDIT].record(account.name, "2fa_enrolled")
+    raise see_other("/account/2fa")

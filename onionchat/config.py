@@ -121,6 +121,8 @@ class StaffConfig:
     max_chats: int = setting(3, "Chats one counsellor may hold at once.", lo=1, hi=50)
     password_min: int = setting(14, "Shortest staff password.", lo=8, hi=128)
     audit_days: int = setting(90, "Days the audit log of staff actions is kept.", lo=1, hi=3650)
+    require_totp: bool = setting(False, "Require two-factor login (TOTP) for every staff member: "
+                                        "whoever has none sets it up right after the password.")
     block_minutes: int = setting(1440, "How long a blocked visitor session cannot start a new chat.",
                                  lo=1, hi=30 * 24 * 60)
 

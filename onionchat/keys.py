@@ -16,6 +16,7 @@ from onionchat.render import Renderer
 from onionchat.sessions import SessionStore
 from onionchat.stats import Stats
 from onionchat.throttle import LoginThrottle
+from onionchat.totp import PendingSteps
 
 CONFIG = web.AppKey("config", Config)
 CHAT = web.AppKey("chat", ChatStore)
@@ -30,3 +31,4 @@ AUDIT = web.AppKey("audit", AuditLog)
 CANNED = web.AppKey("canned", CannedReplies)
 STATS = web.AppKey("stats", Stats)
 HOURS = web.AppKey("hours", OfficeHours)
+PENDING = web.AppKey("pending_steps", PendingSteps)  # staff: logins between password and code
