@@ -1,0 +1,148 @@
+"""The audit log: every staff action with who, what and when; never text, nicknames or passwords."""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from onionchat.accounts import Role
+from onionchat.admin import AUDIT_PAGE
+from onionchat.app import Services, create_app
+from onionchat.audit import AuditLog
+from tests.conftest import PASSWORD, Site, only, private_client, start_chat
+
+AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+NewStaff = Callable[[str], Awaitable[Site]]
+NewVisitor = Callable[[], Awaitable[Site]]
+
+
+@pytest.fixture
+def admin_services(services: Services) -> Services:
+    services.accounts.add("ada", PASSWORD, Role.ADMIN)
+    return services
+
+
+def actions(services: Services) -> list[tuple[str, str, str, str]]:
+    """(who, action, chat, detail), oldest first."""
+    return [(e.who, e.action, e.chat, e.detail) for e in reversed(services.audit.entries())]
+
+
+async def stored(services: Services) -> str:
+    await services.audit.flush()
+    path = services.config.data_dir / "audit.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    return path.read_text()
+
+
+async def test_logins_failures_and_logouts(aiohttp_client: AiohttpClient, admin_services: Services) -> None:
+    site = Site(await private_client(aiohttp_client, create_app(admin_services, "staff")))
+    await site.get("/login")
+    await site.post("/login", {"username": "carla", "password": "carla's wrong password"})
+    await site.post("/login", {"username": "my password typed here", "password": "oops"})
+    await site.post("/login", {"username": "carla", "password": PASSWORD})
+    await site.get("/")
+    await site.post("/logout")
+    assert actions(admin_services) == [("carla", "login_failed", "", "password"),
+                                       ("", "login_failed", "", "unknown name"),
+                                       ("carla", "login", "", ""), ("carla", "logout", "", "")]
+    text = await stored(admin_services)
+    for secret in (PASSWORD, "carla's wrong password", "my password typed here", "oops"):
+        assert secret not in text  # neither passwords nor names that are no account
+
+
+async def test_chat_actions_carry_the_short_lived_id_and_no_text(new_visitor: NewVisitor, new_staff: NewStaff,
+                                                                 admin_services: Services) -> None:
+    visitor = await new_visitor()
+    passphrase = await start_chat(visitor, "Nadia")
+    await visitor.get("/chat/compose")
+    await visitor.post("/chat/send", {"text": "they took my passport"})
+    cid = only(admin_services)
+    carla = await new_staff("carla")
+    await carla.post(f"/accept/{cid}")
+    await carla.get(f"/chat/{cid}")
+    await carla.post(f"/chat/{cid}/send", {"text": "you are safe to talk here"})
+    await carla.post(f"/chat/{cid}/note", {"note": "staff-only remark", "kind": "note"})
+    await carla.post(f"/chat/{cid}/urgent")
+    await carla.post(f"/chat/{cid}/end")
+    got = [(who, action, chat) for who, action, chat, _ in actions(admin_services) if chat]
+    assert got == [("carla", "accepted", cid), ("carla", "urgent", cid), ("carla", "ended", cid)]
+    text = await stored(admin_services)
+    for private in ("Nadia", "passport", "safe to talk", "staff-only remark", passphrase):
+        assert private not in text
+    assert set(json.loads(text)["entries"][0]) == {"at", "who", "action", "chat", "detail"}
+
+
+async def test_account_canned_and_2fa_changes(new_staff: NewStaff, admin_services: Services) -> None:
+    ada = await new_staff("ada")
+    await ada.get("/admin/staff")
+    await ada.post("/admin/staff/add", {"name": "erin", "role": "counsellor", "password": "erin's long password"})
+    await ada.post("/admin/staff/erin/role", {"role": "supervisor"})
+    await ada.post("/admin/staff/erin/max-chats", {"max_chats": "2"})
+    await ada.post("/admin/staff/erin/password", {"password": "a new long password", "password_again":
+                                                  "a new long password"})
+    await ada.post("/admin/staff/erin/disable")
+    await ada.post("/admin/staff/erin/enable")
+    await ada.post("/admin/staff/ada/disable")  # refused: no audit line for what did not happen
+    await ada.post("/admin/canned/add", {"lang": "en", "title": "Hello there", "text": "Welcome to the chat."})
+    (reply,) = admin_services.canned.for_language("en")
+    await ada.post(f"/admin/canned/{reply.id}/edit", {"lang": "nl", "title": "Hallo", "text": "Welkom."})
+    await ada.post(f"/admin/canned/{reply.id}/delete")
+    _, page = await ada.get("/account/2fa")
+    secret = page.split('<code class="secret">')[1].split("<")[0].replace(" ", "")
+    await ada.post("/account/2fa", {"code": pyotp.TOTP(secret).now()})
+    await ada.post("/admin/staff/ada/reset-2fa")
+    await ada.post("/admin/staff/erin/remove", {"confirm": "1"})
+    got = [(who, action, detail) for who, action, _, detail in actions(admin_services) if who == "ada"]
+    assert got == [("ada", "login", ""),
+                   ("ada", "account_added", "erin (counsellor)"), ("ada", "role_set", "erin: supervisor"),
+                   ("ada", "max_chats_set", "erin: 2"), ("ada", "password_reset", "erin"),
+                   ("ada", "account_disabled", "erin"), ("ada", "account_enabled", "erin"),
+                   ("ada", "canned_added", f"{reply.id} (en)"), ("ada", "canned_changed", f"{reply.id} (nl)"),
+                   ("ada", "canned_deleted", f"{reply.id} (nl)"), ("ada", "2fa_enrolled", ""),
+                   ("ada", "2fa_reset", "ada"), ("ada", "account_removed", "erin")]
+    text = await stored(admin_services)
+    for private in ("erin's long password", "a new long password", "Welcome to the chat", "Welkom", secret):
+        assert private not in text
+
+
+async def test_audit_page_lists_newest_first_in_pages(new_staff: NewStaff, admin_services: Services) -> None:
+    for n in range(AUDIT_PAGE):
+        admin_services.audit.record("carla", "accepted", chat=f"c{n:03d}")
+    ada = await new_staff("ada")
+    response, page = await ada.get("/admin/audit")
+    assert response.status == 200 and "Page 1 of 2" in page
+    assert page.index("c099") < page.index("c098")  # newest first (after ada's own login)
+    assert time.strftime("%Y-%m-%d", time.gmtime()) in page
+    _, older = await ada.get("/admin/audit?page=2")
+    assert "c000" in older and "c099" not in older
+    response, _ = await ada.get("/admin/audit?page=zzz")
+    assert response.status == 200
+
+
+async def test_flushed_at_shutdown_and_kept_only_so_many_days(aiohttp_client: AiohttpClient,
+                                                              admin_services: Services) -> None:
+    client = await private_client(aiohttp_client, create_app(admin_services, "staff"))
+    admin_services.audit.record("sam", "urgent", chat="abc")
+    await client.close()  # the cleanup context writes what is left
+    path = admin_services.config.data_dir / "audit.json"
+    entries = json.loads(path.read_text())["entries"]
+    assert entries[-1]["who"] == "sam" and entries[-1]["at"] % 60 == 0  # to the minute
+    old = time.time() - 91 * 86400
+    entries.insert(0, {"at": old, "who": "sam", "action": "ended", "chat": "old", "detail": ""})
+    path.write_text(json.dumps({"version": 1, "entries": entries}))
+    restarted = AuditLog(admin_services.config.data_dir, retention_days=90)
+    assert [e.chat for e in restarted.entries()] == ["abc"]
+
+
+def test_a_damaged_audit_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "audit.json").write_text('{"entries": [{"who": 1}]}')
+    with pytest.raises(Exception, match="damaged"):
+        AuditLog(tmp_path, 90)
