@@ -78,7 +78,8 @@ def cmd_staff_list(args: argparse.Namespace) -> int:
     accounts = accounts_of(args).list()
     for account in accounts:
         state = " (disabled)" if account.disabled else ""
-        print(f"{account.name}\t{account.role.value}{state}")
+        two_factor = "\t2FA" if account.has_totp else ""
+        print(f"{account.name}\t{account.role.value}{state}{two_factor}")
     if not accounts:
         print("no staff accounts yet: onionchat staff add NAME")
     return 0
@@ -96,6 +97,34 @@ def cmd_staff_passwd(args: argparse.Namespace) -> int:
     store = accounts_of(args)
     store.set_password(args.name, read_password(args))
     print(f"changed the password of {args.name}")
+    return 0
+
+
+def cmd_staff_disable(args: argparse.Namespace) -> int:
+    """Disable an account: it cannot log in, and a running server ends its session."""
+    accounts_of(args).set_disabled(args.name, True)
+    print(f"disabled {args.name}")
+    return 0
+
+
+def cmd_staff_enable(args: argparse.Namespace) -> int:
+    """Enable a disabled account again."""
+    accounts_of(args).set_disabled(args.name, False)
+    print(f"enabled {args.name}")
+    return 0
+
+
+def cmd_staff_role(args: argparse.Namespace) -> int:
+    """Give an account another role."""
+    accounts_of(args).set_role(args.name, Role(args.role))
+    print(f"{args.name} is now {args.role}")
+    return 0
+
+
+def cmd_staff_reset_2fa(args: argparse.Namespace) -> int:
+    """Turn an account's two-factor login off, so that it is set up again (a lost phone)."""
+    accounts_of(args).reset_totp(args.name)
+    print(f"reset two-factor login of {args.name}")
     return 0
 
 
@@ -135,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.set_defaults(func=cmd_staff_passwd)
+    p = ssub.add_parser("disable", parents=[common], help="disable an account (no login)")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_staff_disable)
+    p = ssub.add_parser("enable", parents=[common], help="enable a disabled account")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_staff_enable)
+    p = ssub.add_parser("role", parents=[common], help="give an account another role")
+    p.add_argument("name")
+    p.add_argument("role", choices=[r.value for r in Role])
+    p.set_defaults(func=cmd_staff_role)
+    p = ssub.add_parser("reset-2fa", parents=[common], help="turn two-factor login off so it is set up again")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_staff_reset_2fa)
     tor_cli.register(sub)
     return parser
 

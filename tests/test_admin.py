@@ -6,12 +6,14 @@ import json
 import re
 import stat
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from onionchat import cli
 from onionchat.accounts import AccountStore, Role, effective_max_chats
 from onionchat.app import Services, create_app
 from onionchat.canned import CannedReplies
@@ -292,7 +294,7 @@ async def test_the_last_admin_cannot_go(new_staff: NewStaff, admin_services: Ser
     assert response.status == 409
 
 
-def test_last_admin_rule_in_the_store(tmp_path: Any) -> None:
+def test_last_admin_rule_in_the_store(tmp_path: Path) -> None:
     store = AccountStore(tmp_path, hasher=fast_hasher())
     store.add("carla", PASSWORD, Role.COUNSELLOR)
     store.remove("carla")  # no admin before, none after: the CLI's first steps are not hindered
@@ -364,3 +366,31 @@ async def test_counsellor_inserts_an_admins_canned_reply(new_visitor: NewVisitor
     await carla.post(f"/accept/{cid}")
     _, compose = await carla.get(f"/chat/{cid}/compose")
     assert f'value="{reply.id}"' in compose
+
+
+# The same on the command line
+
+
+def test_cli_disable_enable_role_and_reset_2fa(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "onionchat.toml"
+    config.write_text("")
+    store = AccountStore(tmp_path, hasher=fast_hasher())
+    store.add("ada", PASSWORD, Role.ADMIN)
+    store.add("carla", PASSWORD, Role.COUNSELLOR)
+    store.enable_totp("carla", "JBSWY3DPEHPK3PXP", 1)
+
+    def run(*args: str) -> int:
+        return cli.main(["staff", *args, "--config", str(config)])
+
+    assert run("list") == 0 and "carla\tcounsellor\t2FA" in capsys.readouterr().out
+    assert run("disable", "carla") == 0
+    assert run("role", "carla", "supervisor") == 0
+    assert run("reset-2fa", "carla") == 0
+    carla = AccountStore(tmp_path, hasher=fast_hasher()).get("carla")
+    assert carla is not None and carla.disabled and carla.role is Role.SUPERVISOR and not carla.has_totp
+    assert run("enable", "carla") == 0
+    capsys.readouterr()
+    assert run("role", "ada", "counsellor") == 2  # the last admin stays
+    assert "no active admin" in capsys.readouterr().err
+    assert run("disable", "nobody") == 2
+    assert stat.S_IMODE((tmp_path / "accounts.json").stat().st_mode) == 0o600
