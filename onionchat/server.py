@@ -12,11 +12,12 @@ import sys
 from dataclasses import replace
 from typing import Any, Final, TextIO
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from onionchat import tor
 from onionchat.app import Services, build_services, create_app
 from onionchat.config import Config
+from onionchat.security import NO_STORE, SECURITY_HEADERS
 
 log = logging.getLogger("onionchat")
 
@@ -36,9 +37,32 @@ def disable_core_dumps() -> None:
 # client address and user agent). Tests run their servers with these same options.
 PRIVATE_RUNNER: Final[dict[str, Any]] = {"access_log": None}
 
+_aiohttp_handle_error = web_protocol.RequestHandler.handle_error
+
+
+def _protocol_error(self: web_protocol.RequestHandler, request: web.BaseRequest, status: int = 500,
+                    exc: BaseException | None = None, message: str | None = None) -> web.StreamResponse:
+    """The answer to a request aiohttp refuses before routing: no echoed text, our headers.
+
+    Its own page quotes the bytes sent and names the aiohttp version, and no middleware or
+    response hook runs for it (the fuzz proof found this with an over-long URL).
+    """
+    response = _aiohttp_handle_error(self, request, status, exc, None)
+    if isinstance(response, web.Response) and status != 500:
+        response.body = b""
+    response.headers.update(SECURITY_HEADERS)
+    response.headers["Cache-Control"] = NO_STORE
+    return response
+
+
+def harden_protocol_errors() -> None:
+    """Give requests aiohttp refuses itself (line too long, bad method) the security headers."""
+    web_protocol.RequestHandler.handle_error = _protocol_error  # type: ignore[method-assign]
+
 
 async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Listen with no access log and a bounded shutdown."""
+    harden_protocol_errors()
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0, **PRIVATE_RUNNER)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
