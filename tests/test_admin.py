@@ -6,9 +6,11 @@ import json
 import re
 import stat
 from collections.abc import Awaitable, Callable
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -19,6 +21,7 @@ from onionchat.app import Services, create_app
 from onionchat.canned import CannedReplies
 from onionchat.staff import signed_in
 from tests.conftest import PASSWORD, Site, fast_hasher, only, private_client, start_chat
+from tests.test_security import assert_safe
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 NewStaff = Callable[[str], Awaitable[Site]]
@@ -394,3 +397,52 @@ def test_cli_disable_enable_role_and_reset_2fa(tmp_path: Path, capsys: pytest.Ca
     assert "no active admin" in capsys.readouterr().err
     assert run("disable", "nobody") == 2
     assert stat.S_IMODE((tmp_path / "accounts.json").stat().st_mode) == 0o600
+
+
+# Every page of this part: safe headers, no script, a label on every control
+
+
+class Controls(HTMLParser):
+    """Form controls and the ids that labels point at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[str] = []
+        self.labelled: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "label" and a.get("for"):
+            self.labelled.add(a["for"] or "")
+        if tag in ("input", "select", "textarea") and a.get("type") not in ("hidden", "submit"):
+            self.controls.append(a.get("id") or f"<{tag} name={a.get('name')} without id>")
+
+
+def unlabelled(page: str) -> list[str]:
+    parser = Controls()
+    parser.feed(page)
+    return [c for c in parser.controls if c not in parser.labelled]
+
+
+async def test_pages_are_safe_and_labelled(aiohttp_client: AiohttpClient, new_staff: NewStaff,
+                                           admin_services: Services) -> None:
+    admin_services.canned.add("en", "Hello", "Welcome.")
+    (reply,) = admin_services.canned.for_language("en")
+    ada = await new_staff("ada")
+    await ada.post("/admin/staff/carla/disable")  # something in the audit log
+    pages = []
+    for path in ("/account", "/account/2fa", "/admin/staff", "/admin/staff/carla", "/admin/canned",
+                 f"/admin/canned/{reply.id}", "/admin/audit"):
+        pages.append((path, *await ada.get(path)))
+    pages.append(("refused", *await ada.post("/admin/staff/ada/disable")))
+    _, page = await ada.get("/account/2fa")
+    secret = page.split('<code class="secret">')[1].split("<")[0].replace(" ", "")
+    await ada.post("/account/2fa", {"code": pyotp.TOTP(secret).now()})
+    pages.append(("/account/2fa on", *await ada.get("/account/2fa")))
+    site = await staff_site(aiohttp_client, admin_services)
+    await site.post("/login", {"username": "ada", "password": PASSWORD})
+    pages.append(("/login/code", *await site.get("/login/code")))
+    for name, response, body in pages:
+        assert response.status in (200, 409), name
+        assert_safe(response, body)
+        assert unlabelled(body) == [], name
