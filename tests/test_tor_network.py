@@ -39,12 +39,6 @@ SOCKS_CLIENT_AUTH_MISSING = 0xF4
 T = TypeVar("T")
 
 
-def command() -> list[str]:
-    """How the tests run onionchat (the installed console script, or python -m onionchat)."""
-    override = os.environ.get("ONIONCHAT_TEST_COMMAND")  # dev only: a wrapper script
-    return override.split() if override else onionchat_command()
-
-
 # -- the network and onionchat as subprocesses ------------------------------------------------
 
 
@@ -78,9 +72,11 @@ class Onionchat:
         tor: dict[str, Any] = {"mode": self.mode, "bootstrap_timeout": 120, **self.tor_settings}
         if self.mode == "launch":
             tor["extra_torrc"] = self.net.join_lines()
+        self.server_settings: dict[str, Any] = {
+            "visitor_host": LOOPBACK, "visitor_port": self.net.ports(), "staff_host": LOOPBACK,
+            "staff_port": self.net.ports(), "data_dir": str(self.data_dir), "log_level": "INFO"}
         write_config(self.config_path, {
-            "server": {"visitor_host": LOOPBACK, "visitor_port": self.net.ports(), "staff_host": LOOPBACK,
-                       "staff_port": self.net.ports(), "data_dir": str(self.data_dir), "log_level": "INFO"},
+            "server": self.server_settings,
             "poll": {"hold_seconds": 20},
             "tor": tor,
         })
@@ -90,7 +86,7 @@ class Onionchat:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def cli(self, *args: str, stdin: str = "") -> str:
-        result = subprocess.run([*command(), *args, "--config", str(self.config_path)], input=stdin.encode(),
+        result = subprocess.run([*onionchat_command(), *args, "--config", str(self.config_path)], input=stdin.encode(),
                                 capture_output=True, env=self.env, cwd=self.home, timeout=60, check=False)
         out = result.stdout.decode(errors="replace")
         assert result.returncode == 0, f"onionchat {' '.join(args)} failed: {out}{result.stderr.decode()}"
@@ -99,7 +95,7 @@ class Onionchat:
     def start(self, timeout: float = 150.0) -> None:
         started = time.monotonic()
         with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen([*command(), "serve", "--config", str(self.config_path)],
+            self.process = subprocess.Popen([*onionchat_command(), "serve", "--config", str(self.config_path)],
                                             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                             env=self.env, cwd=self.home)
         offset = len(self.log)
@@ -146,6 +142,7 @@ class World:
     app: Onionchat
     anon: Node  # a Tor client without any staff key
     desk: Node  # a counsellor's Tor client whose ClientOnionAuthDir holds the staff key
+    desk_auth: Path  # that ClientOnionAuthDir
     timings: Timings
     visitor_cookies: dict[str, str] = field(default_factory=dict)
     visitor_text: str = ""
@@ -163,7 +160,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         t0 = time.monotonic()
         net.start()
         timings.note("network ready (3 authorities, 3 relays)", time.monotonic() - t0)
-        anon = net.add_client("anon", wait=False)
+        anon = net.add_client("anon", control=True, wait=False)
         app = Onionchat(home=base / "onionchat", net=net)
         add_staff(app.config_path, "carla", "counsellor", PASSWORD, app.env)
         out = app.cli("staff-key", "add", "carla-desk")
@@ -180,7 +177,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
             timings.note("ADD_ONION of both onions to first descriptor upload", float(published.group(1)))
         net.wait_ready(anon)
         net.wait_ready(desk)
-        yield World(net=net, app=app, anon=anon, desk=desk, timings=timings)
+        yield World(net=net, app=app, anon=anon, desk=desk, desk_auth=auth_dir, timings=timings)
     finally:
         if app is not None:
             app.stop()
@@ -199,7 +196,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 def socks_session(node: Node, cookies: dict[str, str] | None = None) -> aiohttp.ClientSession:
     """An HTTP client whose every connection goes through ``node``'s SocksPort (names resolved by tor)."""
     connector = ProxyConnector.from_url(f"socks5://{LOOPBACK}:{node.socks_port}", rdns=True)
-    session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=40))
+    session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=25))
     if cookies:
         session.cookie_jar.update_cookies(cookies)
     return session
@@ -252,6 +249,31 @@ async def socks_reply(node: Node, host: str, port: int = 80) -> int:
         return head[1]
     finally:
         writer.close()
+
+
+async def new_identity(node: Node) -> None:
+    """SIGNAL NEWNYM, as Tor Browser's New Identity does: the client forgets cached onion descriptors.
+
+    A tor client that tried an onion while it was down keeps its stale descriptor and, in a
+    network of six HSDirs, may not ask them again for minutes; a visitor would press New
+    Identity (or wait). Our recovery is the service side: republishing, which this measures.
+    """
+    cookie = (node.directory / "control_auth_cookie").read_bytes().hex()
+    reader, writer = await asyncio.open_connection(LOOPBACK, node.control_port)
+    try:
+        writer.write(f"AUTHENTICATE {cookie}\r\nSIGNAL NEWNYM\r\nQUIT\r\n".encode())
+        await writer.drain()
+        replies = (await asyncio.wait_for(reader.read(), 10)).decode()
+        assert replies.count("250") >= 2, replies
+    finally:
+        writer.close()
+
+
+async def wait_for_log(app: Onionchat, text: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while app.log.count(text) < count:
+        assert time.monotonic() < deadline, f"no {text!r} in {timeout:.0f} s:\n{app.log}"
+        await asyncio.sleep(0.1)  # polling the log with a deadline
 
 
 async def staff_login(session: aiohttp.ClientSession, staff: str) -> None:
@@ -423,22 +445,22 @@ async def test_killed_tor_is_relaunched_and_the_conversation_survives(world: Wor
     app = world.app
     assert world.visitor_cookies, "needs the conversation of test_chat_over_tor"
     pid = app.tor_pid()
+    back_before = app.log.count("onion services back at")
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
+    await wait_for_log(app, "tor connection lost; republishing", 1, 10)
+    await wait_for_log(app, "onion services back at", back_before + 1, 30)
+    world.timings.note("tor killed -> relaunched, bootstrapped, both onions republished", time.monotonic() - killed)
+    await new_identity(world.anon)
 
     async def messages() -> tuple[int, str]:
         async with socks_session(world.anon, world.visitor_cookies) as visitor:
             return await get(visitor, f"http://{app.visitor}/chat/messages")
 
-    status, frame = await retry("the visitor onion after tor was killed", messages, 30)
+    status, frame = await retry("the visitor onion after tor was killed", messages, 30 - (time.monotonic() - killed))
     world.timings.note("visitor onion reachable again after its tor was killed", time.monotonic() - killed)
     assert time.monotonic() - killed < 30
     assert status == 200 and world.visitor_text in frame, frame
-    assert "tor connection lost; republishing" in app.log
-    deadline = time.monotonic() + 30
-    while "onion services back at" not in app.log:
-        assert time.monotonic() < deadline, app.log
-        await asyncio.sleep(0.1)  # polling the log with a deadline
     assert app.tor_pid() != pid
 
 
@@ -450,6 +472,7 @@ async def test_restart_keeps_both_addresses(world: World) -> None:
     assert not Path(f"/proc/{tor_pid}").exists() or "zombie" in Path(f"/proc/{tor_pid}/status").read_text().lower()
     app.start()
     assert (app.visitor, app.staff) == before
+    await new_identity(world.anon)
     async with socks_session(world.anon) as visitor:
         status, _ = await retry("the visitor onion after a restart", lambda: get(visitor, f"http://{app.visitor}/"),
                                 60)
@@ -475,3 +498,46 @@ async def test_control_mode_publishes_on_a_running_tor(world: World, tmp_path: P
     finally:
         await asyncio.to_thread(app.stop)
     assert host.running(), "control mode must never stop a tor it did not start"
+
+
+async def test_torrc_mode_with_torrc_example(world: World, tmp_path: Path) -> None:
+    """torrc.example as written, on a tor of the network: onionchat reads the addresses and serves."""
+    hs = tmp_path / "hs"
+    hs.mkdir(mode=0o700)
+    visitor_dir, staff_dir = hs / "onionchat-visitor", hs / "onionchat-staff"
+    app = Onionchat(home=tmp_path / "torrc", net=world.net, mode="torrc",
+                    tor_settings={"hidden_service_dirs": [str(visitor_dir), str(staff_dir)]})
+    example = (Path(__file__).resolve().parent.parent / "torrc.example").read_text()
+    server = app.server_settings
+    example = (example.replace("/var/lib/tor/", f"{hs}/")
+               .replace("127.0.0.1:8080", f"127.0.0.1:{server['visitor_port']}")
+               .replace("127.0.0.1:8081", f"127.0.0.1:{server['staff_port']}"))
+    lines = [line for line in example.splitlines() if line.strip() and not line.startswith("#")]
+    host = await asyncio.to_thread(world.net.add_host, "torrchost", extra=lines)
+
+    # The staff key: printed by onionchat for the admin, who puts it in authorized_clients.
+    out = app.cli("staff-key", "add", "dana")
+    server_line = re.search(r"^(descriptor:x25519:[A-Z2-7]{52})$", out, re.MULTILINE)
+    client_line = AUTH_PRIVATE.search(out)
+    assert server_line and client_line, out
+    (staff_dir / "authorized_clients").mkdir(mode=0o700, exist_ok=True)
+    (staff_dir / "authorized_clients" / "dana.auth").write_text(server_line.group(1) + "\n")
+    world.net.reload_node(host)
+    (world.desk_auth / "dana.auth_private").write_text(client_line.group(1) + "\n")
+    world.net.reload_node(world.desk)
+
+    await asyncio.to_thread(app.start)
+    try:
+        assert app.visitor == (visitor_dir / "hostname").read_text().strip()
+        assert app.staff == (staff_dir / "hostname").read_text().strip()
+        async with socks_session(world.anon) as visitor:
+            status, page = await retry("visitor onion in torrc mode", lambda: get(visitor, f"http://{app.visitor}/"),
+                                       30)
+        assert status == 200 and 'action="/start"' in page
+        assert await settled_socks_reply(world.anon, app.staff) == SOCKS_CLIENT_AUTH_MISSING
+        async with socks_session(world.desk) as counsellor:
+            status, page = await retry("staff onion in torrc mode", lambda: get(counsellor, f"http://{app.staff}/login"),
+                                       30)
+        assert status == 200 and 'name="password"' in page
+    finally:
+        await asyncio.to_thread(app.stop)

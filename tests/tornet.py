@@ -287,6 +287,11 @@ class TorNetwork:
         yield from self.relays
         yield from self.authorities
 
+    def reload_node(self, node: Node) -> None:
+        """SIGHUP one tor we started (re-reads torrc, onion auth files); by PID, never via a controller."""
+        assert node.proc is not None and node.proc.poll() is None, node.name
+        node.proc.send_signal(signal.SIGHUP)
+
     def stop_node(self, node: Node) -> None:
         """Stop one tor we started, by its PID: TERM, then KILL if it lingers."""
         proc = node.proc
