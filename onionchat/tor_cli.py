@@ -127,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=cmd_staff_key_remove)
 
     p = subparsers.add_parser("systemd-unit", parents=[common], help="print a systemd unit file")
-    p.add_argument("--mode", choices=("launch", "control", "torrc"), help="default: tor.mode of the config")
+    p.add_argument("--mode", choices=("auto", "launch", "control", "torrc"), help="default: tor.mode of the config")
     p.add_argument("--user", default=DEFAULT_USER, help=f"service user (default {DEFAULT_USER})")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"data directory (default {DEFAULT_DATA_DIR})")
     p.add_argument("--exec", metavar="PATH", help="the onionchat program (default: the one on PATH)")

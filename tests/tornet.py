@@ -305,10 +305,18 @@ class TorNetwork:
             proc.wait(10)
 
     def stop(self) -> None:
-        """Stop every tor of the network."""
-        for node in self.all_nodes():
+        """Stop every tor of the network: TERM to all at once, then wait, then KILL what lingers."""
+        running = [n.proc for n in self.all_nodes() if n.proc is not None and n.proc.poll() is None]
+        for proc in running:
             with contextlib.suppress(OSError):
-                self.stop_node(node)
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in running:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 @contextlib.contextmanager
