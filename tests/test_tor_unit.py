@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import io
 import logging
@@ -490,3 +491,17 @@ def test_torrc_example_is_accepted_by_tor(tmp_path: Path) -> None:
     result = subprocess.run([binary, "--verify-config", "-f", str(torrc), "--defaults-torrc", str(torrc) + ".none"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_cancelling_start_stops_bootstrap_and_tor(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    keys = onionkeys.service_keys(config.data_dir)
+    backend = FakeBackend(lambda: FakeController(known_ids(keys.visitor, keys.staff), bootstrap=50))
+    task = asyncio.ensure_future(tor.start_tor(config, 1, 2, backend=backend))
+    await asyncio.sleep(0.3)  # let the worker thread reach the bootstrap wait
+    task.cancel()
+    started = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 3  # not the 5 s bootstrap timeout
+    assert backend.shut == 1
