@@ -28,8 +28,10 @@ NewStaff = Callable[[str], Awaitable[Site]]
 NewVisitor = Callable[[], Awaitable[Site]]
 
 # Routes anyone may reach: the login steps (the code and enrolment steps lead back to the
-# password without one), the stylesheet, and logout (which only ends the caller's own session).
-PUBLIC = {"/login", "/login/code", "/login/enrol", "/logout", "/static/style.css"}
+# password without one), the stylesheet, logout (which only ends the caller's own session),
+# and the language links (they change only how this browser's pages are worded).
+PUBLIC = {"/login", "/login/code", "/login/enrol", "/logout", "/lang/{code}"}
+STATIC = "/static/"  # stylesheets: the same for everyone
 # The least role each part of the staff site needs; everything else needs a counsellor.
 ROLE_BY_PREFIX = (("/admin/", Role.ADMIN), ("/supervise", Role.SUPERVISOR), ("/stats", Role.SUPERVISOR))
 FORBIDDEN = "You are not allowed to do this."
@@ -44,12 +46,14 @@ def required_role(path: str) -> Role:
 
 
 def app_routes(app: web.Application) -> list[tuple[str, str]]:
-    """(method, path) of every route of ``app``, with sample values in the variable parts."""
+    """(method, path) of every route of ``app`` that needs a login, with sample values in the variable parts."""
     found = []
     for route in app.router.routes():
         if route.method == "HEAD":
             continue  # aiohttp's automatic twin of a GET: the same handler
         assert route.resource is not None
+        if route.resource.canonical in PUBLIC or route.resource.canonical.startswith(STATIC):
+            continue
         path = re.sub(r"\{(\w+)[^}]*\}", lambda m: SAMPLE.get(m.group(1), "x"), route.resource.canonical)
         found.append((route.method, path))
     return found
@@ -82,8 +86,6 @@ async def guard_problems(aiohttp_client: AiohttpClient, services: Services, app:
     anonymous = Site(await private_client(aiohttp_client, app))
     await anonymous.get("/login")
     for method, path in routes:
-        if path in PUBLIC:
-            continue
         status, location, _ = await request(anonymous, method, path)
         if (status, location) != (303, "/login"):
             problems.append(f"{method} {path} without a login: {status}")
@@ -94,8 +96,6 @@ async def guard_problems(aiohttp_client: AiohttpClient, services: Services, app:
         assert response.status == 303
         await site.get("/")
         for method, path in routes:
-            if path in PUBLIC:
-                continue
             if role.rank < required_role(path).rank:
                 # With a valid CSRF token: the role check alone must refuse it.
                 status, _, page = await request(site, method, path)
@@ -113,7 +113,9 @@ async def test_every_staff_route_needs_login_and_its_role(aiohttp_client: Aiohtt
     app = create_app(admin_services, "staff")
     routes = app_routes(app)
     assert ("GET", "/admin/staff") in routes and ("POST", "/admin/staff/carla/role") in routes
-    assert {path for _, path in routes} >= PUBLIC
+    assert {"/login", "/login/code", "/static/style.css"} <= {r.resource.canonical for r in app.router.routes()
+                                                               if r.resource is not None}
+    assert not {path for _, path in routes} & PUBLIC
     assert await guard_problems(aiohttp_client, admin_services, app) == []
     account = admin_services.accounts.get("carla")  # the refused POSTs changed nothing
     assert account is not None and account.role is Role.COUNSELLOR and not account.disabled
