@@ -490,7 +490,7 @@ class TorSession:
         clients = sorted(set(self.staff_keys.load().values()))
         return clients or None
 
-    def _publish_staff(self, controller: ControllerLike, clients: list[str] | None, watch: _UploadWatch | None) -> None:
+    def _publish_staff(self, controller: ControllerLike, clients: list[str] | None) -> None:
         if self._staff_published is not None:
             del_onion(controller, self.keys.staff)
             self._staff_published = None
@@ -519,7 +519,7 @@ class TorSession:
             except StorageError as exc:
                 log.warning("%s; the staff onion stays unpublished until that is fixed", exc)
                 clients = None
-            self._publish_staff(controller, clients, watch)
+            self._publish_staff(controller, clients)
             wanted = {self.keys.visitor.service_id}
             if self._staff_published is not None:
                 wanted.add(self.keys.staff.service_id)
@@ -584,9 +584,9 @@ class TorSession:
             watch = _UploadWatch()
             controller.add_event_listener(watch, stem.control.EventType.HS_DESC)
             try:
-                self._publish_staff(controller, clients, watch)
+                self._publish_staff(controller, clients)
                 if self._staff_published is not None:
-                    watch.wait({self.keys.staff.service_id}, PUBLISH_TIMEOUT, self.stop)
+                    watch.wait({self.keys.staff.service_id}, 30.0, self.stop)  # short: the lock is held
             finally:
                 controller.remove_event_listener(watch)
         log.info("staff keys changed: staff onion republished for %d key(s)", len(clients or []))
@@ -599,10 +599,10 @@ class TorSession:
                     self._recover()
                 else:
                     self._check_staff_keys()
-            except (TorError, stem.ControllerError, stem.SocketError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any single failure
                 # A failure half-way (e.g. tor died during a staff republish) is noticed and
-                # repaired on the next round; the watchdog itself must never die.
-                log.warning("tor watchdog: %s", exc)
+                # repaired on the next round.
+                log.warning("tor watchdog: %s: %s", type(exc).__name__, exc)
 
     def start_watchdog(self) -> None:
         """Run watch() in a daemon thread (it must not keep a dying process alive)."""
