@@ -448,3 +448,11 @@ async def test_pages_are_safe_and_labelled(aiohttp_client: AiohttpClient, new_st
         assert response.status in (200, 409), name
         assert_safe(response, body)
         assert unlabelled(body) == [], name
+
+
+async def test_visitor_site_has_no_account_or_admin_pages(new_visitor: NewVisitor) -> None:
+    visitor = await new_visitor()
+    for path in ("/admin/staff", "/admin/audit", "/admin/canned", "/account", "/account/2fa", "/login",
+                 "/login/code"):
+        response, _ = await visitor.get(path)
+        assert response.status == 404, path

@@ -146,3 +146,28 @@ def test_a_damaged_audit_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "audit.json").write_text('{"entries": [{"who": 1}]}')
     with pytest.raises(Exception, match="damaged"):
         AuditLog(tmp_path, 90)
+
+
+async def test_transfer_requeue_and_block_are_audited_without_reasons(
+        new_visitor: NewVisitor, new_staff: NewStaff, admin_services: Services) -> None:
+    visitor = await new_visitor()
+    await start_chat(visitor, "Mira")
+    cid = only(admin_services)
+    carla = await new_staff("carla")
+    dirk = await new_staff("dirk")
+    await carla.post(f"/accept/{cid}")
+    await carla.get(f"/chat/{cid}")
+    response, _ = await carla.post(f"/chat/{cid}/transfer", {"to": "dirk", "reason": "she speaks of her brother"})
+    assert response.status == 303
+    await dirk.get(f"/chat/{cid}")
+    await dirk.post(f"/chat/{cid}/transfer", {"to": "queue"})
+    await carla.get("/")
+    await carla.post(f"/accept/{cid}")
+    await carla.get(f"/chat/{cid}")
+    await carla.post(f"/chat/{cid}/block")
+    got = [(who, action, detail) for who, action, chat, detail in actions(admin_services) if chat == cid]
+    assert got[:4] == [("carla", "accepted", ""), ("carla", "transferred", "dirk"), ("dirk", "requeued", ""),
+                       ("carla", "accepted", "")]
+    assert ("carla", "blocked", "") in got
+    text = await stored(admin_services)
+    assert "brother" not in text and "Mira" not in text
