@@ -116,6 +116,7 @@ def create_app(services: Services, site: str) -> web.Application:
         for module in (auth, staff, supervise, admin, statspage):
             app.add_routes(module.routes)
         app.cleanup_ctx.append(services.audit.keeper)  # writes audit.json off the event loop
+        app.cleanup_ctx.append(services.stats.keeper)  # writes stats.json off the event loop
     app.router.add_get("/static/style.css", style, name="style")
     app.on_response_prepare.append(add_headers)
     return app

@@ -127,6 +127,50 @@ class StaffConfig:
                                  lo=1, hi=30 * 24 * 60)
 
 
+CATEGORY_LENGTH = 60
+
+
+@dataclass(frozen=True, slots=True)
+class StatsConfig:
+    """The wrap-up questions' answers and the small-cell suppression of the statistics page.
+
+    Counters are kept per answer text: renaming an answer starts a new counter (the old one
+    is still shown for the months that have it).
+    """
+
+    contact_types: list[str] = setting(["real", "test", "silent", "abusive"],
+                                       "Wrap-up: kind of contact. The first is a real contact: only for it "
+                                       "are the questions below asked and counted.")
+    age_bands: list[str] = setting(["under 12", "12-15", "16-17", "18-23", "24 and over", "unknown"],
+                                   "Wrap-up: the visitor's age band.")
+    exploitation: list[str] = setting(["sexual", "labour", "criminal (e.g. forced drug running)", "other",
+                                       "unknown"], "Wrap-up: kind of exploitation.")
+    durations: list[str] = setting(["under a month", "1-12 months", "over a year", "unknown"],
+                                   "Wrap-up: how long it has been going on.")
+    perpetrators: list[str] = setting(["one", "more than one", "unknown"],
+                                      "Wrap-up: number of perpetrators.")
+    referrals: list[str] = setting(["none", "police", "shelter", "medical", "legal aid", "other helpline",
+                                    "other"], "Wrap-up: the main referral or action.")
+    suppress_below: int = setting(5, "Statistics: counts under this number (zero included) are shown as "
+                                     "'<5' (with the default; page and CSV), and more cells are hidden "
+                                     "where needed so that they cannot be worked out from totals. 1: off.",
+                                  lo=1, hi=1000)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            values = getattr(self, f.name)
+            if not isinstance(values, list):
+                continue
+            if len(values) < 2:
+                raise ConfigError(f"stats.{f.name} needs at least two answers")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"stats.{f.name} lists an answer twice")
+            for value in values:
+                if not value.strip() or len(value) > CATEGORY_LENGTH or not value.isprintable():
+                    raise ConfigError(f"stats.{f.name}: {value!r} must be 1 to {CATEGORY_LENGTH} printable "
+                                      "characters")
+
+
 @dataclass(frozen=True, slots=True)
 class TorConfig:
     """How onionchat reaches tor (used by 'serve' without --local)."""
@@ -166,6 +210,7 @@ class Config:
     staff: StaffConfig = field(default_factory=StaffConfig)
     hours: HoursConfig = field(default_factory=HoursConfig)
     tor: TorConfig = field(default_factory=TorConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     path: Path | None = None
 
     @property
@@ -181,6 +226,7 @@ class Config:
 SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig, "limits": LimitsConfig, "poll": PollConfig,
     "visitor": VisitorConfig, "staff": StaffConfig, "hours": HoursConfig, "tor": TorConfig,
+    "stats": StatsConfig,
 }
 
 

@@ -2,6 +2,244 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import time
+from dataclasses import dataclass
+
 from aiohttp import web
 
+from onionchat import keys
+from onionchat.accounts import Role
+from onionchat.config import StatsConfig
+from onionchat.pages import page, see_other
+from onionchat.security import N_, Refused, read_form
+from onionchat.sessions import Session
+from onionchat.staff import signed_in
+from onionchat.stats import (
+    CHATS,
+    CONTACT,
+    HOURS,
+    LENGTH,
+    LENGTH_BANDS,
+    WAIT,
+    WAIT_BUCKETS,
+    WEEKDAYS,
+    WRAPUP,
+    Stats,
+    Table,
+    bucket_at,
+    table,
+    valid_month,
+    with_extra,
+)
+
 routes = web.RouteTableDef()
+
+MAX_MONTHS = 20 * 12  # the range selects offer at most this many months
+
+# (form field and table name, config list, question as the form asks it)
+QUESTIONS: tuple[tuple[str, str, str], ...] = (
+    ("age", "age_bands", N_("Age band")),
+    ("exploitation", "exploitation", N_("Kind of exploitation")),
+    ("duration", "durations", N_("How long it has been going on")),
+    ("perpetrators", "perpetrators", N_("Number of perpetrators")),
+    ("referral", "referrals", N_("Referral or action")),
+)
+MISSING = (N_("Please answer every question"),
+           N_("For a real contact every question needs an answer; choose 'unknown' where you do not know."))
+
+
+def answers_of(settings: StatsConfig, name: str) -> list[str]:
+    """The configured answers of one question."""
+    values: list[str] = getattr(settings, name)
+    return values
+
+
+# -- wrap-up ---------------------------------------------------------------------------------
+
+
+@routes.get("/wrapup", name="wrapups")
+async def wrapups(request: web.Request) -> web.Response:
+    """The wrap-ups this counsellor still has to file (chats the visitor ended, too)."""
+    session, account = signed_in(request)
+    now = time.monotonic()
+    pending = [(cid, int((now - p.since) // 60)) for cid, p in request.app[keys.STATS].pending_for(account.name)]
+    return page(request, "staff/wrapups.html", session, pending=pending)
+
+
+def wrapup_page(request: web.Request, session: Session, cid: str, chosen: dict[str, str], status: int = 200,
+                error: tuple[str, str] | None = None) -> web.Response:
+    """The wrap-up form, with earlier choices kept after an error."""
+    settings = request.app[keys.CONFIG].stats
+    questions = [(field, title, answers_of(settings, name)) for field, name, title in QUESTIONS]
+    return page(request, "staff/wrapup.html", session, status=status, cid=cid, chosen=chosen, error=error,
+                contact_types=settings.contact_types, questions=questions)
+
+
+@routes.get("/wrapup/{cid}", name="wrapup")
+async def wrapup_form(request: web.Request) -> web.Response:
+    """The short wrap-up form after a chat ended; only its counsellor may file it."""
+    session, account = signed_in(request)
+    cid = request.match_info["cid"]
+    request.app[keys.STATS].pending(cid, account.name)
+    return wrapup_page(request, session, cid, {})
+
+
+@routes.post("/wrapup/{cid}", name="wrapup_post")
+async def wrapup(request: web.Request) -> web.StreamResponse:
+    """Count the answers (fixed values only) or skip; once; then back to the dashboard."""
+    session, account = signed_in(request)
+    form = await read_form(request, session)
+    cid = request.match_info["cid"]
+    stats = request.app[keys.STATS]
+    stats.pending(cid, account.name)
+    if form.get("action") == "skip":
+        stats.file_wrapup(cid, account.name, None)
+        raise see_other("/")
+    settings = request.app[keys.CONFIG].stats
+    contact = form.get("contact", "")
+    if contact not in settings.contact_types:
+        raise Refused("bad_request")
+    answers = {CONTACT: contact}
+    # Only a real contact is described further: test, silent and abusive contacts would
+    # distort who the helpline's visitors are.
+    if contact == settings.contact_types[0]:
+        chosen = {CONTACT: contact}
+        for field, name, _ in QUESTIONS:
+            value = form.get(field, "")
+            if value and value not in answers_of(settings, name):
+                raise Refused("bad_request")  # only the fixed values ever count
+            if value:
+                chosen[field] = value
+        if len(chosen) != len(QUESTIONS) + 1:
+            return wrapup_page(request, session, cid, chosen, status=400, error=MISSING)
+        answers = chosen
+    stats.file_wrapup(cid, account.name, answers)
+    raise see_other("/")
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything the statistics page and the CSV show for one range of months."""
+
+    first: str
+    last: str
+    tables: list[Table]
+    median_wait: str
+    p90_wait: str
+
+
+def shift(month: str, by: int) -> str:
+    """``month`` moved ``by`` months."""
+    year, mon = int(month[:4]), int(month[5:])
+    index = year * 12 + mon - 1 + by
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def month_range(first: str, last: str) -> list[str]:
+    """Every month from ``first`` to ``last``, at most MAX_MONTHS (the latest ones)."""
+    months: list[str] = []
+    month = last
+    while month >= first and len(months) < MAX_MONTHS:
+        months.append(month)
+        month = shift(month, -1)
+    return months[::-1]
+
+
+def report(stats: Stats, settings: StatsConfig, first: str, last: str) -> Report:
+    """The published tables of ``first``..``last``: page and CSV both come from here."""
+    below = settings.suppress_below
+    counts = stats.totals(first, last)
+
+    def of(name: str) -> dict[str, int]:
+        return counts.get(name, {})
+
+    chats = of(CHATS)
+    summary = table(CHATS, N_("Chats offered"), [(N_("answered"), chats.get("answered", 0)),
+                                                  (N_("abandoned before an answer"), chats.get("abandoned", 0))],
+                    below, total=chats.get("offered", 0))
+    answered_hidden = summary.cells[0].hidden
+    wait = of(WAIT)
+    tables = [
+        summary,
+        table(WAIT, N_("Waiting time before an answer"), [(label, wait.get(label, 0)) for _, label in WAIT_BUCKETS],
+              below, hide_total=answered_hidden),
+        table(LENGTH, N_("Chat length (answered chats)"),
+              [(label, of(LENGTH).get(label, 0)) for _, label in LENGTH_BANDS], below, hide_total=answered_hidden),
+        table(HOURS, N_("Busy hours of the week (chats offered)"),
+              [(f"{day} {hour:02d}:00", of(HOURS).get(f"{d}-{hour}", 0))
+               for d, day in enumerate(WEEKDAYS) for hour in range(24)],
+              below, hide_total=summary.total_hidden),
+    ]
+    wrap = of(WRAPUP)
+    filed = table(WRAPUP, N_("Wrap-ups"),
+                  [(N_("filed"), wrap.get("filed", 0)), (N_("skipped"), wrap.get("skipped", 0))], below)
+    contact = table(CONTACT, N_("Kind of contact"), with_extra(settings.contact_types, of(CONTACT)), below,
+                    hide_total=filed.cells[0].hidden)
+    real_hidden = contact.cell(settings.contact_types[0]).hidden
+    tables += [filed, contact]
+    for field, name, title in QUESTIONS:
+        tables.append(table(field, title, with_extra(answers_of(settings, name), of(field)), below,
+                            hide_total=real_hidden))
+    # A median is only given where the number of waits is itself published and not small.
+    enough = not answered_hidden and sum(wait.values()) >= below
+    return Report(first, last, tables,
+                  bucket_at(wait, WAIT_BUCKETS, 0.5) if enough else "",
+                  bucket_at(wait, WAIT_BUCKETS, 0.9) if enough else "")
+
+
+def chosen_range(request: web.Request) -> tuple[str, str]:
+    """The months asked for in the query (validated), by default this year so far."""
+    this_month = time.strftime("%Y-%m", time.localtime())
+    first = request.query.get("from", this_month[:4] + "-01")
+    last = request.query.get("to", this_month)
+    if not (valid_month(first) and valid_month(last)):
+        raise Refused("bad_request")
+    return (first, last) if first <= last else (last, first)
+
+
+@routes.get("/stats", name="stats")
+async def stats_page(request: web.Request) -> web.Response:
+    """Totals and bars for a range of months, small cells suppressed; supervisors and admins."""
+    session, _ = signed_in(request, Role.SUPERVISOR)
+    first, last = chosen_range(request)
+    stats = request.app[keys.STATS]
+    settings = request.app[keys.CONFIG].stats
+    this_month = time.strftime("%Y-%m", time.localtime())
+    known = stats.months()
+    earliest = min([*known[:1], first, this_month[:4] + "-01"])
+    options = month_range(earliest, max(this_month, last))
+    years = sorted({m[:4] for m in options}, reverse=True)
+    result = report(stats, settings, first, last)
+    return page(request, "staff/stats.html", session, report=result, options=options, years=years,
+                below=settings.suppress_below, weekdays=WEEKDAYS)
+
+
+@routes.get("/stats.csv", name="stats_csv")
+async def stats_csv(request: web.Request) -> web.Response:
+    """The same figures as the page, with the same suppression, as a CSV download."""
+    signed_in(request, Role.SUPERVISOR)
+    first, last = chosen_range(request)
+    result = report(request.app[keys.STATS], request.app[keys.CONFIG].stats, first, last)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["from", "to", "table", "category", "count"])
+    for t in result.tables:
+        for cell in t.cells:
+            writer.writerow([first, last, t.caption, _cell_text(cell.label), cell.shown])
+        writer.writerow([first, last, t.caption, "total", t.total])
+    writer.writerow([first, last, N_("Waiting time before an answer"), "median (band)", result.median_wait])
+    writer.writerow([first, last, N_("Waiting time before an answer"), "90th percentile (band)",
+                     result.p90_wait])
+    return web.Response(body=out.getvalue().encode("utf-8"), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition":
+                                 f'attachment; filename="onionchat-stats-{first}-to-{last}.csv"'})
+
+
+def _cell_text(value: str) -> str:
+    """A category as a spreadsheet shows it: never read as a formula (answers come from the config)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
