@@ -5,12 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from onionchat import keys, websession
-from onionchat.accounts import Account, Role
+from onionchat.accounts import Account, Role, effective_max_chats
 from onionchat.chat import Author, Conversation, EndReason, Message, NoteKind, StaffNote, State
 from onionchat.errors import ChatError
-from onionchat.pages import page, see_other
+from onionchat.pages import language, page, see_other
 from onionchat.poll import Frame, serve_frame, wait_any
-from onionchat.render import DEFAULT_LANGUAGE
 from onionchat.security import ERRORS, Refused, read_form
 from onionchat.sessions import Session
 
@@ -55,8 +54,8 @@ def conversation(request: web.Request, account: Account, *, write: bool = True) 
 
 
 def max_chats(request: web.Request, account: Account) -> int:
-    """How many chats this counsellor may hold at once."""
-    return request.app[keys.CONFIG].staff.max_chats
+    """How many chats this counsellor may hold at once (their own limit, else the configured one)."""
+    return effective_max_chats(account, request.app[keys.CONFIG])
 
 
 def urgent_live(request: web.Request) -> list[Conversation]:
@@ -81,7 +80,7 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
 
     def render(current: str, url: str) -> bytes:
         return renderer.render(
-            "staff/dashboard.html", DEFAULT_LANGUAGE, session=session, site="staff", account=account,
+            "staff/dashboard.html", language(request, session), session=session, site="staff", account=account,
             queue=store.queue(), mine=store.chats_of(account.name), refresh_url=url,
             paused=request.query.get("paused") == "1", supervisor=is_supervisor(account),
             urgent=urgent_live(request), available=sorted(staff_sessions.staff_available()),
@@ -144,16 +143,17 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
     renderer = request.app[keys.RENDERER]
     paused = request.query.get("paused") == "1"
     holder = conv.counsellor == account.name
+    lang = language(request, websession.current(request))
 
     def render(current: str, url: str) -> bytes:
         if holder:
             conv.staff_seen = conv.messages[-1].seq if conv.messages else 0
-        key = ("staff-paused" if paused else "staff") + ("" if holder else f"-{account.name}")
+        key = ("staff-paused" if paused else "staff") + f"-{lang}" + ("" if holder else f"-{account.name}")
         cached = conv.rendered.get(key)
         if cached is not None and cached[0] == current:
             return cached[1]
         timeline: list[Message | StaffNote] = sorted([*conv.messages, *conv.notes], key=lambda item: item.at)
-        body = renderer.render("staff/messages.html", DEFAULT_LANGUAGE, conv=conv, refresh_url=url,
+        body = renderer.render("staff/messages.html", lang, conv=conv, refresh_url=url,
                                timeline=timeline,
                                paused=paused, Author=Author, State=State, EndReason=EndReason,
                                NoteKind=NoteKind, site="staff").encode()
@@ -296,7 +296,7 @@ async def mychats(request: web.Request) -> web.Response:
         return await wait_any(waiters, timeout)
 
     def render(current: str, url: str) -> bytes:
-        return renderer.render("staff/mychats.html", DEFAULT_LANGUAGE, mine=store.chats_of(account.name),
+        return renderer.render("staff/mychats.html", language(request, session), mine=store.chats_of(account.name),
                                current_id=current_id, queue_length=len(store.queue()), refresh_url=url,
                                site="staff", session=session, urgent=urgent_live(request)).encode()
 
