@@ -8,12 +8,14 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pyotp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from onionchat import config as configmod
 from onionchat import keys, totp
 from onionchat.accounts import AccountStore, Role
 from onionchat.app import Services, create_app
@@ -80,7 +82,7 @@ def test_pending_steps_expire_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) 
 # The account store
 
 
-def test_used_steps_are_refused_and_stay_refused_after_a_restart(tmp_path: Any) -> None:
+def test_used_steps_are_refused_and_stay_refused_after_a_restart(tmp_path: Path) -> None:
     store = AccountStore(tmp_path, hasher=fast_hasher())
     store.add("carla", PASSWORD, Role.COUNSELLOR)
     assert not store.use_totp_step("carla", 5)  # no 2FA yet: nothing to use
@@ -283,3 +285,14 @@ async def test_disabled_between_password_and_code(aiohttp_client: AiohttpClient,
     assert response.status == 303 and response.headers["Location"] == "/login"
     response, _ = await site.get("/")
     assert response.headers["Location"] == "/login"
+
+
+def test_require_totp_setting(tmp_path: Path) -> None:
+    path = tmp_path / "onionchat.toml"
+    path.write_text("[staff]\nrequire_totp = true\n")
+    assert configmod.load(path).staff.require_totp is True
+    assert configmod.Config().staff.require_totp is False
+    assert "# require_totp = false" in configmod.render_template()
+    path.write_text('[staff]\nrequire_totp = "yes"\n')
+    with pytest.raises(Exception, match=r"staff\.require_totp must be true or false"):
+        configmod.load(path)
