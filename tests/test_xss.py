@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -22,6 +23,7 @@ from tests.conftest import PASSWORD, Site, make_services, private_client
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 CORPUS = Path(__file__).parent / "data" / "xss.txt"
 PAYLOADS = [line for line in CORPUS.read_text(encoding="utf-8").split("\n") if line]
+FULL = os.environ.get("ONIONCHAT_FUZZ") == "full"
 DANGEROUS_URL = ("javascript:", "vbscript:", "data:text", "livescript:")
 
 
@@ -213,8 +215,9 @@ async def test_payloads_in_urls_never_reach_an_error_page(site: str, config: Con
     client = await private_client(aiohttp_client, create_app(services, site))
     async with client.get("/no-such-page") as response:
         baseline = await response.text()
-    for payload in PAYLOADS:
-        for path in (f"/{payload}", f"/?q={payload}", f"/chat/messages?v={payload}&current={payload}"):
+    for i, payload in enumerate(PAYLOADS):
+        forms = (f"/{payload}", f"/?q={payload}", f"/chat/messages?v={payload}&current={payload}")
+        for path in forms if FULL else forms[i % 3:i % 3 + 1]:  # CI: each payload in one of the forms
             async with client.get(path, allow_redirects=False) as response:
                 body = await response.text()
             assert response.status < 500
@@ -230,9 +233,11 @@ async def test_malicious_staff_names_are_refused(config: Config, aiohttp_client:
     _, baseline = await alex.post("/admin/staff/add", {"name": "Not A Name!", "role": "counsellor",
                                                        "password": PASSWORD})
     refused = 0
-    for payload in PAYLOADS:
+    for i, payload in enumerate(PAYLOADS):
         with pytest.raises(AccountError):
-            accounts.add(payload, PASSWORD, Role.COUNSELLOR)
+            accounts.add(payload, PASSWORD, Role.COUNSELLOR)  # the one gate for the CLI and the web
+        if not FULL and i % 5:
+            continue  # CI renders every fifth refusal page; the full profile renders them all
         response, page = await alex.post("/admin/staff/add", {"name": payload, "role": "counsellor",
                                                               "password": PASSWORD})
         if NAME_RE.match(payload.strip().lower()):
@@ -241,4 +246,4 @@ async def test_malicious_staff_names_are_refused(config: Config, aiohttp_client:
         assert_inert(f"refused staff name {payload!r}", page, baseline)
         refused += 1
     assert {a.name for a in accounts.list()} == {"alex", "carla", "dirk", "sam"}
-    assert refused == len(PAYLOADS)
+    assert refused == (len(PAYLOADS) if FULL else len(PAYLOADS[::5]))
