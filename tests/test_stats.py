@@ -11,19 +11,22 @@ import os
 import stat
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from onionchat.accounts import Role
-from onionchat.app import Services
+from onionchat.app import Services, create_app
 from onionchat.chat import ChatStore, EndReason
-from onionchat.config import LimitsConfig, StatsConfig, from_mapping
+from onionchat.config import Config, HoursConfig, LimitsConfig, ServerConfig, StatsConfig, from_mapping
 from onionchat.errors import ChatError, ConfigError, StorageError
 from onionchat.stats import HIDDEN, WAIT_BUCKETS, Stats, bucket_at, month_of, suppress, table
 from onionchat.statspage import report
-from tests.conftest import PASSWORD, Site
+from tests.conftest import PASSWORD, Site, make_services, private_client
 
 NewStaff = Callable[[str], Awaitable[Site]]
 NewVisitor = Callable[[], Awaitable[Site]]
@@ -510,3 +513,28 @@ async def test_stats_written_by_the_running_app(services: Services, new_staff: N
     month = this_month()
     assert json.loads(path.read_text())["months"][month]["chats"]["answered"] == 1
     assert math.isfinite(path.stat().st_size)
+
+
+async def test_counters_flushed_when_the_staff_app_stops(services: Services) -> None:
+    client = TestClient(TestServer(create_app(services, "staff")))
+    await client.start_server()
+    services.chat.start("")
+    await client.close()  # cleanup_ctx: the keeper writes once more on the way out
+    path = services.config.data_dir / "stats.json"
+    assert json.loads(path.read_text())["months"][this_month()]["chats"] == {"offered": 1}
+
+
+async def test_configured_answers_are_escaped(aiohttp_client: Any, tmp_path: Path) -> None:
+    config = Config(server=ServerConfig(data_dir=str(tmp_path / "data")), hours=HoursConfig(open_without_staff=True))
+    config = replace(config, stats=StatsConfig(contact_types=['<b id="x">real</b>', "test"]))
+    services = make_services(config)
+    site = Site(await private_client(aiohttp_client, create_app(services, "staff")))
+    await site.get("/login")
+    await site.post("/login", {"username": "carla", "password": PASSWORD})
+    conv, _ = services.chat.start("")
+    services.chat.accept(conv.id, "carla", 3)
+    services.chat.end(conv.id, EndReason.STAFF_ENDED, actor="carla")
+    _, page = await site.get(f"/wrapup/{conv.id}")
+    assert '<b id="x">' not in page and "&lt;b id=&#34;x&#34;&gt;real&lt;/b&gt;" in page
+    response, _ = await site.post(f"/wrapup/{conv.id}", {"contact": "test"})
+    assert response.status == 303
