@@ -9,7 +9,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,8 +294,8 @@ class Table:
         return next(c for c in self.cells if c.label == label)
 
 
-def suppress(counts: list[int], total: int, below: int, *, hide_total: bool = False
-             ) -> tuple[list[str], str, set[int]]:
+def suppress(counts: list[int], total: int, below: int, *, hide_total: bool = False,
+             force: Collection[int] = ()) -> tuple[list[str], str, set[int]]:
     """Published forms of ``counts`` and their ``total``; returns (cells, total, hidden indexes).
 
     Every count under ``below``, zero included, becomes '<below': showing zeros exactly would
@@ -305,7 +305,8 @@ def suppress(counts: list[int], total: int, below: int, *, hide_total: bool = Fa
     non-zero cell to one value (say two cells of 4 and a total of 8), one more cell is hidden;
     when none is left, the total is. ``hide_total`` (the total is a hidden cell of another
     table) hides it here too, and at least one cell, so that adding up the cells does not
-    reveal it. A table with nothing in it is shown as zeros: there is nobody to protect.
+    reveal it. ``force`` hides cells whose value another table would reveal. A table with
+    nothing in it is shown as zeros: there is nobody to protect.
     """
     small = f"<{below}"
     if below <= 1 or (total == 0 and not any(counts)):
@@ -315,6 +316,9 @@ def suppress(counts: list[int], total: int, below: int, *, hide_total: bool = Fa
     hidden = set(primary)
     for i in primary:
         shown[i] = small
+    for i in set(force) - primary:
+        hidden.add(i)
+        shown[i] = HIDDEN
     if 0 < total < below:
         total_mode = "small"
     elif hide_total:
@@ -331,7 +335,7 @@ def suppress(counts: list[int], total: int, below: int, *, hide_total: bool = Fa
         shown[i] = HIDDEN
         return True
 
-    if (len(primary) == 1 and total_mode == "exact") or (not hidden and total_mode == "hidden"):
+    if (len(hidden) == 1 and total_mode == "exact") or (not hidden and total_mode == "hidden"):
         hide_next()
     while total_mode == "exact" and pinned(counts, hidden, primary, below):
         if not hide_next():
@@ -362,14 +366,14 @@ def pinned(counts: list[int], hidden: set[int], primary: set[int], below: int) -
 
 
 def table(key: str, caption: str, items: Iterable[tuple[str, int]], below: int, *,
-          total: int | None = None, hide_total: bool = False) -> Table:
+          total: int | None = None, hide_total: bool = False, force: Collection[int] = ()) -> Table:
     """A published table of (label, count) with suppression; ``total`` defaults to the sum."""
     labels, counts = [], []
     for label, count in items:
         labels.append(label)
         counts.append(count)
     total = sum(counts) if total is None else total
-    shown, total_shown, hidden = suppress(counts, total, below, hide_total=hide_total)
+    shown, total_shown, hidden = suppress(counts, total, below, hide_total=hide_total, force=force)
     # Bars are scaled to shown figures only, so a bar's length tells nothing about a hidden one.
     largest = max((c for i, c in enumerate(counts) if i not in hidden), default=0)
     cells = tuple(Cell(label, shown[i], i in hidden,

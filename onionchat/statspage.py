@@ -152,44 +152,76 @@ def month_range(first: str, last: str) -> list[str]:
 
 def report(stats: Stats, settings: StatsConfig, first: str, last: str) -> Report:
     """The published tables of ``first``..``last``: page and CSV both come from here."""
-    below = settings.suppress_below
     counts = stats.totals(first, last)
+    real = settings.contact_types[0]
+    # (child table, parent table, parent cell or None for the parent's total): the child's
+    # total is that figure of the parent, so either both are hidden or neither.
+    links = [(WAIT, CHATS, "answered"), (LENGTH, CHATS, "answered"), (HOURS, CHATS, None),
+             (CONTACT, WRAPUP, "filed"), *((field, CONTACT, real) for field, _, _ in QUESTIONS)]
+    force: dict[str, set[int]] = {}
+    hide: set[str] = set()
+    while True:
+        tables = {t.key: t for t in _tables(counts, settings, force, hide)}
+        grown = False
+        for child, parent, label in links:
+            if not tables[child].total_hidden:
+                continue
+            if label is None and not tables[parent].total_hidden:
+                hide.add(parent)
+                grown = True
+            elif label is not None and not tables[parent].cell(label).hidden:
+                labels = [c.label for c in tables[parent].cells]
+                force.setdefault(parent, set()).add(labels.index(label))
+                grown = True
+        if not grown:
+            break
+    wait = counts.get(WAIT, {})
+    # A median is only given where the number of waits is itself published and not small.
+    enough = not tables[CHATS].cell("answered").hidden and sum(wait.values()) >= settings.suppress_below
+    return Report(first, last, list(tables.values()),
+                  bucket_at(wait, WAIT_BUCKETS, 0.5) if enough else "",
+                  bucket_at(wait, WAIT_BUCKETS, 0.9) if enough else "")
+
+
+def _tables(counts: dict[str, dict[str, int]], settings: StatsConfig, force: dict[str, set[int]],
+            hide: set[str]) -> list[Table]:
+    """Every table once, each child's total hidden where its parent's figure is."""
+    below = settings.suppress_below
 
     def of(name: str) -> dict[str, int]:
         return counts.get(name, {})
 
+    def make(key: str, caption: str, items: list[tuple[str, int]], *, total: int | None = None,
+             hide_total: bool = False) -> Table:
+        return table(key, caption, items, below, total=total, hide_total=hide_total or key in hide,
+                     force=force.get(key, ()))
+
     chats = of(CHATS)
-    summary = table(CHATS, N_("Chats offered"), [(N_("answered"), chats.get("answered", 0)),
-                                                  (N_("abandoned before an answer"), chats.get("abandoned", 0))],
-                    below, total=chats.get("offered", 0))
-    answered_hidden = summary.cells[0].hidden
-    wait = of(WAIT)
+    summary = make(CHATS, N_("Chats offered"), [(N_("answered"), chats.get("answered", 0)),
+                                                (N_("abandoned before an answer"), chats.get("abandoned", 0))],
+                   total=chats.get("offered", 0))
+    answered_hidden = summary.cell("answered").hidden
     tables = [
         summary,
-        table(WAIT, N_("Waiting time before an answer"), [(label, wait.get(label, 0)) for _, label in WAIT_BUCKETS],
-              below, hide_total=answered_hidden),
-        table(LENGTH, N_("Chat length (answered chats)"),
-              [(label, of(LENGTH).get(label, 0)) for _, label in LENGTH_BANDS], below, hide_total=answered_hidden),
-        table(HOURS, N_("Busy hours of the week (chats offered)"),
-              [(f"{day} {hour:02d}:00", of(HOURS).get(f"{d}-{hour}", 0))
-               for d, day in enumerate(WEEKDAYS) for hour in range(24)],
-              below, hide_total=summary.total_hidden),
+        make(WAIT, N_("Waiting time before an answer"),
+             [(label, of(WAIT).get(label, 0)) for _, label in WAIT_BUCKETS], hide_total=answered_hidden),
+        make(LENGTH, N_("Chat length (answered chats)"),
+             [(label, of(LENGTH).get(label, 0)) for _, label in LENGTH_BANDS], hide_total=answered_hidden),
+        make(HOURS, N_("Busy hours of the week (chats offered)"),
+             [(f"{day} {hour:02d}:00", of(HOURS).get(f"{d}-{hour}", 0))
+              for d, day in enumerate(WEEKDAYS) for hour in range(24)],
+             hide_total=summary.total_hidden),
     ]
     wrap = of(WRAPUP)
-    filed = table(WRAPUP, N_("Wrap-ups"),
-                  [(N_("filed"), wrap.get("filed", 0)), (N_("skipped"), wrap.get("skipped", 0))], below)
-    contact = table(CONTACT, N_("Kind of contact"), with_extra(settings.contact_types, of(CONTACT)), below,
-                    hide_total=filed.cells[0].hidden)
+    filed = make(WRAPUP, N_("Wrap-ups"),
+                 [(N_("filed"), wrap.get("filed", 0)), (N_("skipped"), wrap.get("skipped", 0))])
+    contact = make(CONTACT, N_("Kind of contact"), with_extra(settings.contact_types, of(CONTACT)),
+                   hide_total=filed.cell("filed").hidden)
     real_hidden = contact.cell(settings.contact_types[0]).hidden
     tables += [filed, contact]
     for field, name, title in QUESTIONS:
-        tables.append(table(field, title, with_extra(answers_of(settings, name), of(field)), below,
-                            hide_total=real_hidden))
-    # A median is only given where the number of waits is itself published and not small.
-    enough = not answered_hidden and sum(wait.values()) >= below
-    return Report(first, last, tables,
-                  bucket_at(wait, WAIT_BUCKETS, 0.5) if enough else "",
-                  bucket_at(wait, WAIT_BUCKETS, 0.9) if enough else "")
+        tables.append(make(field, title, with_extra(answers_of(settings, name), of(field)), hide_total=real_hidden))
+    return tables
 
 
 def chosen_range(request: web.Request) -> tuple[str, str]:

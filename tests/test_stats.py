@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import os
+import random
 import stat
 import time
 from collections.abc import Awaitable, Callable
@@ -24,8 +25,8 @@ from onionchat.app import Services, create_app
 from onionchat.chat import ChatStore, EndReason
 from onionchat.config import Config, HoursConfig, LimitsConfig, ServerConfig, StatsConfig, from_mapping
 from onionchat.errors import ChatError, ConfigError, StorageError
-from onionchat.stats import HIDDEN, WAIT_BUCKETS, Stats, bucket_at, month_of, suppress, table
-from onionchat.statspage import report
+from onionchat.stats import HIDDEN, LENGTH_BANDS, WAIT_BUCKETS, Stats, bucket_at, month_of, suppress, table
+from onionchat.statspage import QUESTIONS, report
 from tests.conftest import PASSWORD, Site, make_services, private_client
 
 NewStaff = Callable[[str], Awaitable[Site]]
@@ -538,3 +539,62 @@ async def test_configured_answers_are_escaped(aiohttp_client: Any, tmp_path: Pat
     assert '<b id="x">' not in page and "&lt;b id=&#34;x&#34;&gt;real&lt;/b&gt;" in page
     response, _ = await site.post(f"/wrapup/{conv.id}", {"contact": "test"})
     assert response.status == 303
+
+
+def test_a_total_hidden_in_one_table_is_hidden_where_it_is_a_cell(tmp_path: Path) -> None:
+    """Three perpetrator answers of 4 each can only be pinned from the 12 real contacts: both go."""
+    stats = Stats(tmp_path)
+    month = this_month()
+    counts = stats._counts.setdefault(month, {})
+    counts["wrapup"] = {"filed": 40, "skipped": 6}
+    counts["contact"] = {"real": 12, "test": 10, "silent": 9, "abusive": 9}
+    counts["perpetrators"] = {"one": 4, "more than one": 4, "unknown": 4}
+    result = report(stats, StatsConfig(), month, month)
+    tables = {t.key: t for t in result.tables}
+    assert [c.shown for c in tables["perpetrators"].cells] == ["<5", "<5", "<5"]
+    assert tables["perpetrators"].total == HIDDEN
+    contact = tables["contact"]
+    assert contact.cell("real").shown == HIDDEN
+    assert sum(c.hidden for c in contact.cells) >= 2  # and 'real' is not the total minus the rest
+    # Every question table's total is hidden as well, with a cell hidden so the sum does not tell.
+    for key in ("age", "exploitation", "duration", "referral"):
+        assert tables[key].total in ("0", HIDDEN)
+
+
+def test_linked_figures_are_hidden_together_in_random_reports(tmp_path: Path) -> None:
+    """Wherever a table's total is another table's figure, both are hidden or both shown."""
+    rng = random.Random(4)
+    settings = StatsConfig()
+    stats = Stats(tmp_path)
+    month = this_month()
+
+    def pick(labels: list[str]) -> dict[str, int]:
+        return {label: rng.choice([0, 0, 1, 3, 4, 4, 5, 6, 9, 20]) for label in labels}
+
+    for _ in range(300):
+        wait, length = pick([b for _, b in WAIT_BUCKETS]), pick([b for _, b in LENGTH_BANDS])
+        answered = sum(wait.values())
+        contact = pick(settings.contact_types)
+        questions = {field: dict.fromkeys(getattr(settings, name), 0) for field, name, _ in QUESTIONS}
+        for counts in questions.values():
+            for _ in range(contact["real"]):
+                counts[rng.choice(list(counts))] += 1
+        hours = {f"{d}-{h}": rng.choice([0, 0, 0, 1, 4, 5]) for d in range(7) for h in range(24)}
+        offered = sum(hours.values())
+        stats._counts[month] = {
+            "chats": {"offered": offered, "answered": answered, "abandoned": max(0, offered - answered)},
+            "wait": wait, "length": length if sum(length.values()) <= answered else wait, "hours": hours,
+            "wrapup": {"filed": sum(contact.values()), "skipped": rng.choice([0, 2, 7])},
+            "contact": contact, **questions}
+        tables = {t.key: t for t in report(stats, settings, month, month).tables}
+        links = [("wait", tables["chats"].cell("answered")), ("length", tables["chats"].cell("answered")),
+                 ("contact", tables["wrapup"].cell("filed")),
+                 *((field, tables["contact"].cell("real")) for field, _, _ in QUESTIONS)]
+        for child, figure in links:
+            if tables[child].total_hidden:
+                assert figure.hidden, (child, figure)
+            if figure.hidden and tables[child].total not in ("0", "<5"):
+                assert tables[child].total == HIDDEN
+                assert any(c.hidden for c in tables[child].cells)
+        if tables["hours"].total_hidden:
+            assert tables["chats"].total_hidden
