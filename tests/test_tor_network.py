@@ -170,12 +170,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         auth_dir.mkdir(mode=0o700)
         (auth_dir / "carla-desk.auth_private").write_text(match.group(1) + "\n")
         desk = net.add_client("desk", auth_dir=auth_dir, control=True, wait=False)
+        # Right after the consensus lists every relay, the first circuits can still fail for a
+        # while: a client that bootstraps is the proof that the network carries traffic.
+        net.wait_ready(anon, 120)
+        timings.note("network usable (a first client bootstrapped)", time.monotonic() - t0)
         app.start()
         timings.note("onionchat start to both onions published (launch, bootstrap included)", app.started_in)
         published = re.search(r"onion services published in ([\d.]+) s", app.log)
         if published:
             timings.note("ADD_ONION of both onions to first descriptor upload", float(published.group(1)))
-        net.wait_ready(anon)
         net.wait_ready(desk)
         yield World(net=net, app=app, anon=anon, desk=desk, desk_auth=auth_dir, timings=timings)
     finally:
