@@ -154,7 +154,8 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
             return cached[1]
         timeline: list[Message | StaffNote] = sorted([*conv.messages, *conv.notes], key=lambda item: item.at)
         body = renderer.render("staff/messages.html", lang, conv=conv, refresh_url=url,
-                               timeline=timeline,
+                               timeline=timeline, wrapup_due=any(
+                                   cid == conv.id for cid, _ in request.app[keys.STATS].pending_for(account.name)),
                                paused=paused, Author=Author, State=State, EndReason=EndReason,
                                NoteKind=NoteKind, site="staff").encode()
         conv.rendered[key] = (current, body)

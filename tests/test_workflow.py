@@ -332,3 +332,16 @@ async def test_dashboard_shows_language_of_each_visitor(new_visitor: NewVisitor,
     staff = await new_staff(role_name)
     _, board = await staff.get("/")
     assert "<td>en</td>" in board
+
+
+async def test_counsellor_is_offered_the_wrapup_when_the_visitor_leaves(
+        new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> None:
+    visitor = await new_visitor()
+    await start_chat(visitor)
+    cid = only(services)
+    carla = await new_staff("carla")
+    await carla.post(f"/accept/{cid}")
+    await visitor.get("/chat")
+    await visitor.post("/chat/leave")
+    _, view = await carla.get(f"/chat/{cid}/messages")
+    assert f'href="/wrapup/{cid}"' in view and "The visitor left the chat" in view
