@@ -456,3 +456,18 @@ async def test_visitor_site_has_no_account_or_admin_pages(new_visitor: NewVisito
                  "/login/code"):
         response, _ = await visitor.get(path)
         assert response.status == 404, path
+
+
+async def test_an_accounts_own_chat_limit_applies_when_accepting(new_visitor: NewVisitor, new_staff: NewStaff,
+                                                                 admin_services: Services) -> None:
+    ada = await new_staff("ada")
+    await ada.get("/admin/staff/carla")
+    await ada.post("/admin/staff/carla/max-chats", {"max_chats": "1"})
+    carla = await new_staff("carla")
+    for _ in range(2):
+        await start_chat(await new_visitor())
+    first, second = (c.id for c in admin_services.chat.queue())
+    response, _ = await carla.post(f"/accept/{first}")
+    assert response.status == 303
+    response, page = await carla.post(f"/accept/{second}")
+    assert response.status == 409 and "as many chats as allowed" in page
