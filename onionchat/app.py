@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from onionchat import admin, auth, keys, staff, statspage, supervise, visitor
+from onionchat import admin, auth, keys, language, staff, statspage, supervise, visitor
 from onionchat.accounts import AccountStore
 from onionchat.audit import AuditLog
 from onionchat.canned import CannedReplies
 from onionchat.chat import ChatStore
 from onionchat.config import Config
 from onionchat.hours import OfficeHours
-from onionchat.pages import style
+from onionchat.pages import nojs_style, style
 from onionchat.render import Renderer
 from onionchat.security import add_headers, guard
 from onionchat.sessions import SessionStore
@@ -117,6 +117,9 @@ def create_app(services: Services, site: str) -> web.Application:
             app.add_routes(module.routes)
         app.cleanup_ctx.append(services.audit.keeper)  # writes audit.json off the event loop
         app.cleanup_ctx.append(services.stats.keeper)  # writes stats.json off the event loop
+    app.add_routes(language.routes)
     app.router.add_get("/static/style.css", style, name="style")
+    if site == "visitor":  # only visitor pages carry the "set Safest" banner
+        app.router.add_get("/static/nojs.css", nojs_style, name="nojs_style")
     app.on_response_prepare.append(add_headers)
     return app

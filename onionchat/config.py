@@ -12,6 +12,7 @@ from typing import Any, get_type_hints
 
 from onionchat.errors import ConfigError
 from onionchat.hours import OfficeHours
+from onionchat.i18n import VISITOR_LANGUAGES
 
 CONFIG_NAME = "onionchat.toml"
 ENV_CONFIG = "ONIONCHAT_CONFIG"
@@ -94,6 +95,9 @@ class VisitorConfig:
     emergency_number: str = setting("112", "Emergency number shown to visitors in danger.")
     minutes_per_visitor: int = setting(8, "Assumed minutes per chat ahead, for the estimated wait.",
                                        lo=1, hi=240)
+    default_language: str = setting("en", "Language of visitor pages until the visitor picks one (Tor "
+                                          "Browser hides the browser's language).",
+                                    choices=VISITOR_LANGUAGES)
 
 
 @dataclass(frozen=True, slots=True)

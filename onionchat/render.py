@@ -10,9 +10,10 @@ from typing import Any
 
 import jinja2
 
+from onionchat import i18n
 from onionchat.config import Config
 
-DEFAULT_LANGUAGE = "en"
+DEFAULT_LANGUAGE = i18n.SOURCE_LANGUAGE
 
 
 def templates_dir() -> Path:
@@ -41,6 +42,7 @@ class Renderer:
         self.css = self._environment(DEFAULT_LANGUAGE).get_template("style.css").render(
             stalled=max(config.poll.stalled_seconds, config.poll.hold_seconds * 2 + 5,
                         config.poll.interval_seconds * 3)).encode()
+        self.nojs_css = (templates_dir() / "nojs.css").read_bytes()
         # A versioned URL lets the browser keep the stylesheet in memory across frame reloads.
         self.css_version = hashlib.sha256(self.css).hexdigest()[:12]
 
@@ -61,8 +63,8 @@ class Renderer:
         return env
 
     def translations(self, lang: str) -> gettext.NullTranslations:
-        """The catalog for ``lang``; English is the source language, so it needs none."""
-        return gettext.NullTranslations()
+        """The compiled catalog for ``lang`` (loaded once); English is the source language."""
+        return i18n.translations(lang)
 
     def gettext(self, lang: str, message: str) -> str:
         """Translate one message from Python code."""
@@ -71,4 +73,5 @@ class Renderer:
     def render(self, name: str, lang: str = DEFAULT_LANGUAGE, **context: Any) -> str:
         """Render template ``name`` in ``lang`` with the common context."""
         template = self._environment(lang).get_template(name)
-        return template.render(config=self.config, lang=lang, css_version=self.css_version, **context)
+        return template.render(config=self.config, lang=lang, text_dir=i18n.text_direction(lang),
+                               language_names=i18n.LANGUAGES, css_version=self.css_version, **context)

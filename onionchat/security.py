@@ -12,9 +12,9 @@ from typing import Final
 
 from aiohttp import web
 
-from onionchat import keys
+from onionchat import keys, websession
 from onionchat.errors import ChatError
-from onionchat.render import DEFAULT_LANGUAGE
+from onionchat.pages import language
 from onionchat.sessions import Session
 
 log = logging.getLogger("onionchat.web")
@@ -107,7 +107,9 @@ def error_page(request: web.Request, code: str, session: Session | None = None) 
     """The friendly page for ``code`` in the person's language."""
     status, title, text = ERRORS.get(code, ERRORS["server"])
     renderer = request.app[keys.RENDERER]
-    lang = DEFAULT_LANGUAGE
+    if session is None:
+        session = websession.current(request)
+    lang = language(request, session)
     t = renderer.translations(lang).gettext
     body = renderer.render("errors/error.html", lang, site=request.app[keys.SITE], status=status,
                            title=t(title), text=t(text), code=code, session=session)

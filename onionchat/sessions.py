@@ -20,6 +20,11 @@ class Session:
     last_seen: float
     conversation: str = ""  # visitor: the conversation this browser may read
     passphrase: str = ""  # visitor: shown once on the chat page, then forgotten
+    # visitor: the passphrase again after a language switch right after it was shown (it may
+    # have been shown in a language the visitor cannot read), until passphrase_until.
+    passphrase_again: str = ""
+    passphrase_until: float = 0.0
+    lang: str = ""  # the language this browser chose on the page; "": the site's default
     staff: str = ""  # staff: the signed-in account name
     available: bool = True  # staff: available for new chats (or away)
     resume_throttle: Throttle = field(default_factory=lambda: Throttle(5, 600.0))

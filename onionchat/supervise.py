@@ -7,9 +7,8 @@ from aiohttp import web
 from onionchat import keys
 from onionchat.accounts import Role
 from onionchat.chat import NoteKind, State
-from onionchat.pages import page, see_other
+from onionchat.pages import language, page, see_other
 from onionchat.poll import Frame, serve_frame
-from onionchat.render import DEFAULT_LANGUAGE
 from onionchat.security import read_form
 from onionchat.staff import conversation, signed_in, staff_messages_frame
 
@@ -27,7 +26,7 @@ async def overview(request: web.Request) -> web.Response:
         return str(store.board_version)
 
     def render(current: str, url: str) -> bytes:
-        return renderer.render("staff/supervise.html", DEFAULT_LANGUAGE, session=session, site="staff",
+        return renderer.render("staff/supervise.html", language(request, session), session=session, site="staff",
                                chats=store.live(), State=State, refresh_url=url,
                                paused=request.query.get("paused") == "1").encode()
 

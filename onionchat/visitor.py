@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 
 from aiohttp import web
@@ -10,13 +11,13 @@ from aiohttp import web
 from onionchat import keys, websession
 from onionchat.chat import Author, Conversation, EndReason, State, VisitorView
 from onionchat.errors import ChatError, NotFound
-from onionchat.pages import page, see_other
+from onionchat.pages import language, page, see_other
 from onionchat.poll import serve_frame, wait_any
-from onionchat.render import DEFAULT_LANGUAGE
 from onionchat.security import ERRORS, Refused, read_form
 from onionchat.sessions import Session
 
 routes = web.RouteTableDef()
+PASSPHRASE_AGAIN_SECONDS = 60.0
 
 
 def conversation_of(request: web.Request, session: Session | None) -> Conversation | None:
@@ -85,7 +86,8 @@ async def start(request: web.Request) -> web.StreamResponse:
         reason = availability(request)
         if reason:
             return come_back_later(request, session, reason)
-        conv, passphrase = store.start(form.get("nickname", ""), session_id=session.id)
+        conv, passphrase = store.start(form.get("nickname", ""), session_id=session.id,
+                                       lang=language(request, session))
         session.conversation = conv.id
         session.passphrase = passphrase
     raise see_other("/chat")
@@ -99,6 +101,8 @@ async def resume(request: web.Request) -> web.StreamResponse:
     assert session is not None
     conv = request.app[keys.CHAT].resume(form.get("passphrase", ""), session.resume_throttle)
     session.conversation = conv.id
+    conv.lang = language(request, session)  # this browser's choice: the counsellor sees it
+    request.app[keys.CHAT].notify_board()
     raise see_other("/chat")
 
 
@@ -110,6 +114,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if session is None or conv is None:
         raise see_other("/")
     passphrase, session.passphrase = session.passphrase, ""  # shown once, then forgotten
+    if passphrase and not session.passphrase_until:
+        # ...except once more if the visitor switches language within a minute of seeing it.
+        session.passphrase_again, session.passphrase_until = passphrase, time.monotonic() + PASSPHRASE_AGAIN_SECONDS
     return page(request, "visitor/chat.html", session, passphrase=passphrase,
                 urgent=request.query.get("urgent") == "1" and conv.urgent)
 
@@ -146,13 +153,14 @@ class MessagesFrame:
     alive for the hold time, and every object is more work for the garbage collector.
     """
 
-    __slots__ = ("conv", "paused", "request", "store")
+    __slots__ = ("conv", "lang", "paused", "request", "store")
     path = "/chat/messages"
 
     def __init__(self, request: web.Request, session: Session | None) -> None:
         self.request = request
         self.store = request.app[keys.CHAT]
         self.conv = conversation_of(request, session)
+        self.lang = language(request, session)
         self.paused = request.query.get("paused") == "1"
         if self.conv is not None:
             self.conv.touch()
@@ -180,7 +188,8 @@ class MessagesFrame:
     def render(self, current: str, url: str) -> bytes:
         """The page for stamp ``current``: cached bytes while the stamp holds."""
         conv = self.conv
-        key = "visitor-paused" if self.paused else "visitor"
+        # The language is part of the key: a resumed chat can be open in two languages at once.
+        key = ("visitor-paused-" if self.paused else "visitor-") + self.lang
         if conv is not None:
             cached = conv.rendered.get(key)
             if cached is not None and cached[0] == current:
@@ -189,7 +198,7 @@ class MessagesFrame:
         staff = request.app[keys.STAFF_SESSIONS]
         position = self.store.position(conv) if conv is not None else 0
         body = request.app[keys.RENDERER].render(
-            "visitor/messages.html", DEFAULT_LANGUAGE, site="visitor",
+            "visitor/messages.html", self.lang, site="visitor",
             conv=conv.visitor_view() if conv is not None else None, position=position,
             wait=wait_minutes(request, position) if position else 0, refresh_url=url,
             nobody=not staff.staff_available(),

@@ -35,7 +35,9 @@ ONION_LINE = re.compile(r"^(visitor|staff):\s+http://([a-z2-7]{56}\.onion)/\s*$"
 AUTH_PRIVATE = re.compile(r"^([a-z2-7]{56}:descriptor:x25519:[A-Z2-7]{52})$", re.MULTILINE)
 CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
 ACCEPT = re.compile(r'action="/accept/([^"]+)"')
-SOCKS_CLIENT_AUTH_MISSING = 0xF4
+SOCKS_CLIENT_AUTH_MISSING = 0xF4  # tor's extended SOCKS errors (Tor Browser shows a key prompt)
+SOCKS_CLIENT_AUTH_BAD = 0xF5  # a key, but not one the service accepts
+FRESH_ONION_TIMEOUT = 60.0  # first fetch of a just-published onion: tor retries failed rendezvous paths
 T = TypeVar("T")
 
 
@@ -233,7 +235,7 @@ async def settled_socks_reply(node: Node, host: str, timeout: float = 30.0) -> i
     deadline = time.monotonic() + timeout
     while True:
         code = await socks_reply(node, host)
-        if code == SOCKS_CLIENT_AUTH_MISSING or code == 0 or time.monotonic() > deadline:
+        if code in (0, SOCKS_CLIENT_AUTH_MISSING, SOCKS_CLIENT_AUTH_BAD) or time.monotonic() > deadline:
             return code
         await asyncio.sleep(0.5)  # pause between attempts of a polling loop with a deadline
 
@@ -337,7 +339,7 @@ async def test_launch_mode_publishes_both_onions(world: World) -> None:
     started = time.monotonic()
     async with socks_session(world.anon) as visitor:
         status, page = await retry("first fetch of the visitor onion", lambda: get(visitor, f"http://{app.visitor}/"),
-                                   30)
+                                   FRESH_ONION_TIMEOUT)
     world.timings.note("first fetch of the visitor onion through a Tor client", time.monotonic() - started)
     assert status == 200 and 'action="/start"' in page
 
@@ -349,7 +351,7 @@ async def test_chat_over_tor(world: World) -> None:
         # A counsellor is on duty first: without one, the service does not open new chats.
         started = time.monotonic()
         await retry("first fetch of the staff onion (client authorization)",
-                    lambda: staff_login(counsellor, app.staff), 30)
+                    lambda: staff_login(counsellor, app.staff), FRESH_ONION_TIMEOUT)
         world.timings.note("staff login through an authorized client (first fetch included)",
                            time.monotonic() - started)
         status, landing = await retry("visitor landing", lambda: get(visitor, f"http://{app.visitor}/"), 30)
@@ -403,7 +405,7 @@ async def test_chromium_without_javascript_chats_over_tor(world: World) -> None:
             page.on("request", lambda r: seen.append(f"{time.monotonic():.1f} {r.method} {r.url}"))
             page.on("response", lambda r: seen.append(f"{time.monotonic():.1f} {r.status} {r.url}"))
             async with socks_session(world.desk) as counsellor:
-                await retry("staff login", lambda: staff_login(counsellor, app.staff), 30)
+                await retry("staff login", lambda: staff_login(counsellor, app.staff), FRESH_ONION_TIMEOUT)
                 started = time.monotonic()
                 await page.goto(f"http://{app.visitor}/", timeout=60_000)
                 world.timings.note("chromium (JS off) loads the visitor onion", time.monotonic() - started)
@@ -478,8 +480,28 @@ async def test_restart_keeps_both_addresses(world: World) -> None:
     await new_identity(world.anon)
     async with socks_session(world.anon) as visitor:
         status, _ = await retry("the visitor onion after a restart", lambda: get(visitor, f"http://{app.visitor}/"),
-                                60)
+                                FRESH_ONION_TIMEOUT)
     assert status == 200
+
+
+async def test_staff_keys_change_without_a_restart(world: World) -> None:
+    """Revoke the counsellor's key and issue a new one while onionchat runs: Tor enforces both."""
+    app = world.app
+    app.cli("staff-key", "remove", "carla-desk")
+    await wait_for_log(app, "staff onion republished for 0 key(s)", 1, 30)
+    out = app.cli("staff-key", "add", "carla-desk-2")
+    match = AUTH_PRIVATE.search(out)
+    assert match, out
+    await wait_for_log(app, "staff onion republished for 1 key(s)", 1, 60)
+    await new_identity(world.desk)  # forget the descriptor fetched with the old key
+    assert await settled_socks_reply(world.desk, app.staff) == SOCKS_CLIENT_AUTH_BAD
+
+    (world.desk_auth / "carla-desk.auth_private").unlink()
+    (world.desk_auth / "carla-desk-2.auth_private").write_text(match.group(1) + "\n")
+    world.net.reload_node(world.desk)
+    await new_identity(world.desk)
+    async with socks_session(world.desk) as counsellor:
+        await retry("staff login with the new key", lambda: staff_login(counsellor, app.staff), FRESH_ONION_TIMEOUT)
 
 
 async def test_control_mode_publishes_on_a_running_tor(world: World, tmp_path: Path) -> None:
@@ -495,7 +517,7 @@ async def test_control_mode_publishes_on_a_running_tor(world: World, tmp_path: P
         assert not (app.data_dir / "tor").exists()  # no tor of its own
         async with socks_session(world.anon) as visitor:
             status, page = await retry("visitor onion in control mode", lambda: get(visitor, f"http://{app.visitor}/"),
-                                       30)
+                                       FRESH_ONION_TIMEOUT)
         assert status == 200 and 'action="/start"' in page
         assert await settled_socks_reply(world.anon, app.staff) == SOCKS_CLIENT_AUTH_MISSING
     finally:
@@ -535,12 +557,12 @@ async def test_torrc_mode_with_torrc_example(world: World, tmp_path: Path) -> No
         assert app.staff == (staff_dir / "hostname").read_text().strip()
         async with socks_session(world.anon) as visitor:
             status, page = await retry("visitor onion in torrc mode", lambda: get(visitor, f"http://{app.visitor}/"),
-                                       30)
+                                       FRESH_ONION_TIMEOUT)
         assert status == 200 and 'action="/start"' in page
         assert await settled_socks_reply(world.anon, app.staff) == SOCKS_CLIENT_AUTH_MISSING
         async with socks_session(world.desk) as counsellor:
             status, page = await retry("staff onion in torrc mode", lambda: get(counsellor, f"http://{app.staff}/login"),
-                                       30)
+                                       FRESH_ONION_TIMEOUT)
         assert status == 200 and 'name="password"' in page
     finally:
         await asyncio.to_thread(app.stop)
