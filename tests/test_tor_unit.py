@@ -7,12 +7,13 @@ import asyncio
 import base64
 import io
 import logging
+import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -260,23 +261,48 @@ async def test_missing_tor_says_how_to_install_or_run_local(tmp_path: Path) -> N
     assert "\n" not in str(caught.value)
 
 
-def test_control_socket_permission_denied_names_the_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # We run tests as root, where a mode-000 socket would still open: make connect() refuse.
-    class Refusing:
-        def __init__(self, *args: Any) -> None:
-            pass
+def try_connect(path: Path) -> str:
+    try:
+        tor._connect_socket(path)
+    except TorPermissionDenied as exc:
+        return f"denied: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any other outcome is reported and fails the test
+        return f"other: {exc!r}"
+    return "connected"
 
-        def connect(self, address: str) -> None:
-            raise PermissionError(13, "Permission denied")
 
-        def close(self) -> None:
-            pass
-
-    fake_socket_module = types.SimpleNamespace(socket=Refusing, AF_UNIX=0, SOCK_STREAM=0)
-    monkeypatch.setattr("onionchat.tor.socket", fake_socket_module)
-    backend = tor.ControlBackend(make_config(tmp_path, mode="control", control_socket=str(tmp_path / "control")))
-    with pytest.raises(TorPermissionDenied, match="debian-tor"):
-        backend.connect(threading.Event(), None)
+def test_control_socket_permission_denied_names_the_group(tmp_path: Path) -> None:
+    """A real socket this user may not open; as root (CI) a forked child becomes 'nobody' first."""
+    path = tmp_path / "control"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    if os.geteuid() != 0:
+        path.chmod(0)
+        outcome = try_connect(path)
+    else:
+        path.chmod(0o600)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drop privileges, try, report, leave without pytest's cleanup
+            code = 0
+            try:
+                os.close(read_end)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                os.write(write_end, try_connect(path).encode())
+            except BaseException:  # noqa: BLE001 - a child must never return into pytest
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        outcome = os.read(read_end, 4096).decode()
+        os.close(read_end)
+    listener.close()
+    assert outcome.startswith("denied: permission denied on tor's control socket"), outcome
+    assert "debian-tor" in outcome and "\n" not in outcome
 
 
 def test_missing_control_socket_is_one_clear_line(tmp_path: Path) -> None:
