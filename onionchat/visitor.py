@@ -86,10 +86,15 @@ async def start(request: web.Request) -> web.StreamResponse:
         reason = availability(request)
         if reason:
             return come_back_later(request, session, reason)
+        # A new id for the chat: an id someone planted in this browser never holds a chat.
+        session = request.app[keys.SESSIONS].regenerate(session)
         conv, passphrase = store.start(form.get("nickname", ""), session_id=session.id,
                                        lang=language(request, session))
         session.conversation = conv.id
         session.passphrase = passphrase
+        response = see_other("/chat")
+        websession.set_cookie(request, response, session)
+        raise response
     raise see_other("/chat")
 
 
@@ -100,10 +105,13 @@ async def resume(request: web.Request) -> web.StreamResponse:
     form = await read_form(request, session)
     assert session is not None
     conv = request.app[keys.CHAT].resume(form.get("passphrase", ""), session.resume_throttle)
+    session = request.app[keys.SESSIONS].regenerate(session)  # as at the start: no planted id
     session.conversation = conv.id
     conv.lang = language(request, session)  # this browser's choice: the counsellor sees it
     request.app[keys.CHAT].notify_board()
-    raise see_other("/chat")
+    response = see_other("/chat")
+    websession.set_cookie(request, response, session)
+    raise response
 
 
 @routes.get("/chat", name="chat")
