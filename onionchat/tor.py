@@ -330,6 +330,7 @@ class LaunchBackend:
         self.directory = config.data_dir / TOR_DIR
         self.proc: subprocess.Popen[bytes] | None = None
         self.output: deque[str] = deque(maxlen=15)  # tor's last lines, for error messages
+        self._reader: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -362,13 +363,14 @@ class LaunchBackend:
 
     def _read_output(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self.output.append(line)
-            if "[warn]" in line or "[err]" in line:
-                log.warning("tor: %s", line.split("] ", 1)[-1])
-            else:
-                log.debug("tor: %s", line)
+        with proc.stdout:  # closed at tor's exit (EOF), by this thread
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.output.append(line)
+                if "[warn]" in line or "[err]" in line:
+                    log.warning("tor: %s", line.split("] ", 1)[-1])
+                else:
+                    log.debug("tor: %s", line)
 
     def _control_path(self) -> Path:
         return self.directory / "control"
@@ -379,7 +381,8 @@ class LaunchBackend:
         uses_socket = len(str(self._control_path())) < SOCKET_PATH_MAX
         while time.monotonic() < deadline and not stop.is_set():
             if proc.poll() is not None:
-                time.sleep(0.1)  # let the reader thread collect tor's last words
+                if self._reader is not None:
+                    self._reader.join(5)  # tor's last words, up to EOF
                 last = " / ".join(line.split("] ", 1)[-1] for line in list(self.output)[-3:])
                 raise TorError(f"tor exited at start (code {proc.returncode}): {last}")
             if uses_socket and self._control_path().exists():
@@ -415,7 +418,8 @@ class LaunchBackend:
             raise TorMissing(f"cannot run {binary}: {exc.strerror}; {_INSTALL_HINT}") from None
         self.proc = proc
         self.output.clear()
-        threading.Thread(target=self._read_output, args=(proc,), name="tor-output", daemon=True).start()
+        self._reader = threading.Thread(target=self._read_output, args=(proc,), name="tor-output", daemon=True)
+        self._reader.start()
         controller = None
         try:
             controller = self._wait_for_control(proc, stop)
@@ -436,14 +440,16 @@ class LaunchBackend:
     def shutdown(self) -> None:
         """Stop our tor by its PID: TERM, then KILL if it lingers."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if self._reader is not None:
+            self._reader.join(5)  # it closes tor's output pipe at EOF
+            self._reader = None
 
 
 # -- the publishing session ------------------------------------------------------------------

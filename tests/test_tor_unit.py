@@ -531,3 +531,13 @@ async def test_cancelling_start_stops_bootstrap_and_tor(tmp_path: Path) -> None:
         await task
     assert time.monotonic() - started < 3  # not the 5 s bootstrap timeout
     assert backend.shut == 1
+
+
+async def test_a_bad_extra_torrc_line_is_reported_with_tors_own_words(tmp_path: Path) -> None:
+    if shutil.which("tor") is None:
+        pytest.skip("tor is not installed")
+    config = make_config(tmp_path, mode="launch", extra_torrc=["NoSuchOptionAnywhere 1"])
+    with pytest.raises(TorError, match="tor exited at start") as caught:
+        await tor.start_tor(config, 1, 2)
+    assert "NoSuchOptionAnywhere" in str(caught.value)
+    assert not (config.data_dir / "tor" / "control").exists()
