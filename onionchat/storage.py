@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from onionchat.errors import StorageError
 
 FILE_MODE = 0o600  # stored files hold secrets (hashes, onion keys): owner only
 DIR_MODE = 0o700
+STALE_TEMP_SECONDS = 600  # no write takes minutes: an older temp file was left by a crash
 
 
 def ensure_dir(path: Path) -> Path:
@@ -43,11 +46,25 @@ def write_atomic(path: Path, data: bytes) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+    remove_stale_temp_files(path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Remove temp files of ``path`` that a crash (kill -9, power loss) left before the rename.
+
+    They are never read, but may hold old secrets (a password hash since changed). Only old
+    ones go: a temp file of another process writing right now is seconds old.
+    """
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
 
 
 def write_json(path: Path, value: Any) -> None:
