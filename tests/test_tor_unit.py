@@ -541,3 +541,12 @@ async def test_a_bad_extra_torrc_line_is_reported_with_tors_own_words(tmp_path: 
         await tor.start_tor(config, 1, 2)
     assert "NoSuchOptionAnywhere" in str(caught.value)
     assert not (config.data_dir / "tor" / "control").exists()
+
+
+def test_a_long_data_dir_uses_a_control_port_instead_of_a_socket(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    config = Config(server=ServerConfig(data_dir=str(deep)))
+    text = tor.LaunchBackend(config).torrc()
+    assert "ControlSocket" not in text  # AF_UNIX paths end at 108 bytes
+    assert "ControlPort 127.0.0.1:auto" in text and f"ControlPortWriteToFile {deep / 'tor' / 'control.port'}" in text
+    assert "ControlSocket" in tor.LaunchBackend(make_config(tmp_path)).torrc()
