@@ -1,0 +1,158 @@
+"""Limits: each refused with a clear page while another visitor's conversation keeps working."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from onionchat.app import Services, create_app
+from onionchat.config import Config
+from tests.conftest import Site, make_services, private_client, start_chat, with_limits
+
+AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+class Line:
+    """A helpline with one counsellor (carla) and a visitor already chatting with her."""
+
+    def __init__(self, services: Services, aiohttp_client: AiohttpClient) -> None:
+        self.services = services
+        self.aiohttp_client = aiohttp_client
+        self.visitor_app = create_app(services, "visitor")
+        self.staff_app = create_app(services, "staff")
+
+    async def visitor(self) -> Site:
+        site = Site(await private_client(self.aiohttp_client, self.visitor_app))
+        await site.get("/")
+        return site
+
+    async def setup(self) -> None:
+        self.bystander = await self.visitor()
+        await start_chat(self.bystander, "bystander")
+        self.cid = next(iter(self.services.chat)).id
+        self.carla = Site(await private_client(self.aiohttp_client, self.staff_app))
+        await self.carla.get("/login")
+        await self.carla.post("/login", {"username": "carla", "password": "a long enough test password"})
+        await self.carla.get("/")
+        assert (await self.carla.post(f"/accept/{self.cid}"))[0].status == 303
+        await self.carla.get(f"/chat/{self.cid}/compose")
+
+    async def still_works(self) -> None:
+        """The bystander and carla still exchange messages both ways."""
+        word = secrets.token_hex(4)
+        assert (await self.bystander.post("/chat/send", {"text": f"from visitor {word}"}))[0].status == 303
+        _, staff_view = await self.carla.get(f"/chat/{self.cid}/messages")
+        assert f"from visitor {word}" in staff_view
+        response, _ = await self.carla.post(f"/chat/{self.cid}/send", {"text": f"from carla {word}", "action": "send"})
+        assert response.status == 303
+        _, frame = await self.bystander.get("/chat/messages")
+        assert f"from carla {word}" in frame
+
+
+async def line(config: Config, aiohttp_client: AiohttpClient, **limits: Any) -> Line:
+    result = Line(make_services(with_limits(config, **limits)), aiohttp_client)
+    await result.setup()
+    return result
+
+
+@pytest.mark.parametrize("path", ["/start", "/resume", "/chat/send", "/chat/urgent", "/chat/leave"])
+async def test_oversized_bodies_get_too_much_text(config: Config, aiohttp_client: AiohttpClient, path: str) -> None:
+    helpline = await line(config, aiohttp_client)
+    mallory = await helpline.visitor()
+    await start_chat(mallory)
+    size = helpline.services.config.limits.body_bytes
+    for body in (b"_csrf=" + mallory.csrf.encode() + b"&text=" + b"A" * size, b"x" * (size * 50)):
+        response = await mallory.client.post(path, data=body,
+                                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert response.status == 413 and "Too much text" in await response.text()
+    await helpline.still_works()
+
+
+async def test_a_message_flood_from_one_session_slows_only_that_session(config: Config,
+                                                                        aiohttp_client: AiohttpClient) -> None:
+    helpline = await line(config, aiohttp_client, messages_per_minute=10)
+    flooder = await helpline.visitor()
+    await start_chat(flooder)
+    await flooder.get("/chat/compose")
+    statuses = []
+    for i in range(25):
+        response, page = await flooder.post("/chat/send", {"text": f"flood {i}"})
+        statuses.append(response.status)
+    assert statuses == [303] * 10 + [429] * 15
+    assert "Slow down a little" in page and "flood 24</textarea>" in page, "the typed text is kept"
+    flood_conv = next(c for c in helpline.services.chat if c.id != helpline.cid)
+    assert [m.text for m in flood_conv.messages] == [f"flood {i}" for i in range(10)]
+    await helpline.still_works()
+
+
+async def test_the_queue_at_capacity(config: Config, aiohttp_client: AiohttpClient) -> None:
+    helpline = await line(config, aiohttp_client, queue_length=3)
+    for _ in range(3):
+        await start_chat(await helpline.visitor())
+    late = await helpline.visitor()
+    response, page = await late.post("/start", {"nickname": "late"})
+    assert response.status == 503 and "All counsellors are busy" in page and "Quick exit" in page
+    _, landing = await (await helpline.visitor()).get("/")
+    assert "All counsellors are busy" in landing or "full" in landing.lower()
+    await helpline.still_works()
+
+
+async def test_conversations_at_capacity(config: Config, aiohttp_client: AiohttpClient) -> None:
+    helpline = await line(config, aiohttp_client, conversations=3)
+    for _ in range(2):
+        await start_chat(await helpline.visitor())
+    late = await helpline.visitor()
+    response, page = await late.post("/start", {"nickname": "late"})
+    assert response.status == 503 and "Very busy right now" in page
+    assert len(helpline.services.chat) == 3
+    await helpline.still_works()
+
+
+async def test_a_conversation_at_its_message_limit(config: Config, aiohttp_client: AiohttpClient) -> None:
+    helpline = await line(config, aiohttp_client, messages_per_conversation=12, messages_per_minute=1000)
+    talker = await helpline.visitor()
+    await start_chat(talker)
+    await talker.get("/chat/compose")
+    last = None
+    for i in range(20):
+        last = await talker.post("/chat/send", {"text": f"line {i}"})
+    assert last is not None
+    response, page = last
+    assert response.status == 413 and "This chat is full" in page
+    await helpline.still_works()
+
+
+async def test_a_flood_of_page_loads_never_pushes_out_a_chatting_visitor(config: Config,
+                                                                          aiohttp_client: AiohttpClient) -> None:
+    helpline = await line(config, aiohttp_client, sessions=20)
+    chatting = [helpline.bystander]
+    for _ in range(5):
+        visitor = await helpline.visitor()
+        await start_chat(visitor)
+        chatting.append(visitor)
+    flood = Site(await private_client(aiohttp_client, helpline.visitor_app))
+    statuses = set()
+    for _ in range(300):  # every load without a cookie is a new session
+        flood.client.session.cookie_jar.clear()
+        statuses.add((await flood.get("/"))[0].status)
+    assert statuses == {200}, "bare page views make room for each other"
+    assert len(helpline.services.visitor_sessions) <= 20
+    for visitor in chatting:
+        response, frame = await visitor.get("/chat/messages")
+        assert response.status == 200 and ("in line" in frame or "joined the chat" in frame), frame[-900:]
+    await helpline.still_works()
+
+
+async def test_sessions_all_chatting_refuse_a_newcomer_clearly(config: Config,
+                                                               aiohttp_client: AiohttpClient) -> None:
+    helpline = await line(config, aiohttp_client, sessions=4)
+    for _ in range(3):
+        await start_chat(await helpline.visitor())
+    newcomer = Site(await private_client(aiohttp_client, helpline.visitor_app))
+    response, page = await newcomer.get("/")
+    assert response.status == 503 and "Very busy right now" in page
+    await helpline.still_works()
