@@ -36,3 +36,5 @@ def setup(level: str, stream: TextIO = sys.stderr) -> None:
     # aiohttp's access logger would record every request: it is never given a handler or
     # a level that lets it through, and the runners are started with access_log=None.
     logging.getLogger("aiohttp.access").disabled = True
+    # stem sets its own logger to its lowest level; its controller chatter is not for the log.
+    logging.getLogger("stem").setLevel(logging.WARNING)

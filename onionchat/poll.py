@@ -10,6 +10,7 @@ request per change or per hold period.
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -45,6 +46,8 @@ class FrameSource(Protocol):
 
 
 HTML: Final = "text/html; charset=utf-8"
+REFRESH_SLOT: Final = "/@refresh@"  # where a frame's page carries its next URL
+REFRESH_SLOT_BYTES: Final = REFRESH_SLOT.encode()
 
 
 async def wait_any(waiters: Iterable[Waiter], timeout: float) -> bool:
@@ -71,9 +74,16 @@ async def serve_frame(request: web.Request, frame: FrameSource) -> web.Response:
         await frame.wait(float(poll.hold_seconds))
         stamp = frame.stamp()
     path = frame.path
-    url = f"{path}{'&' if '?' in path else '?'}v={quote(stamp)}#latest"
+    # The next URL must differ from the one on screen even when nothing changed: a refresh to
+    # the same URL plus '#latest' is only a jump within the page, and the frame would stop
+    # asking (seen in Chromium). So 'p' alternates between 0 and 1 on every answer.
+    turn = "1" if query.get("p") == "0" else "0"
+    url = f"{path}{'&' if '?' in path else '?'}v={quote(stamp)}&p={turn}#latest"
     live = not paused and not frame.final()
-    body = frame.render(stamp, url if live else "")
+    body = frame.render(stamp, REFRESH_SLOT if live else "")
+    if live:
+        # Pages are rendered (and cached) once per stamp with a placeholder; only the URL changes.
+        body = body.replace(REFRESH_SLOT_BYTES, html.escape(url).encode())
     # Headers given whole: cheaper per poll than content_type= and charset= (measured).
     headers = {"Content-Type": HTML}
     if live:

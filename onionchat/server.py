@@ -101,8 +101,18 @@ async def run(config: Config, *, local: bool, out: TextIO = sys.stdout,
             print(f"staff:   http://{server.staff_host}:{server.staff_port}/", file=out, flush=True)
             print("local-only mode: no Tor; these addresses work on this machine only", file=out, flush=True)
         else:
-            handle = await tor.start_tor(publish, server.visitor_port, server.staff_port,
-                                         progress=tor.progress_printer(sys.stderr))
+            starting = asyncio.ensure_future(tor.start_tor(publish, server.visitor_port, server.staff_port,
+                                                           progress=tor.progress_printer(sys.stderr)))
+            stopping = asyncio.ensure_future(stop.wait())
+            # Ctrl-C or SIGTERM during a long bootstrap stops at once (start_tor cleans up).
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                return
+            stopping.cancel()
+            handle = starting.result()
             print(f"visitor: http://{handle.addresses.visitor}/", file=out, flush=True)
             print(f"staff:   http://{handle.addresses.staff}/", file=out, flush=True)
             print(f"(served locally on {server.visitor_host}:{server.visitor_port} and "

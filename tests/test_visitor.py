@@ -104,7 +104,13 @@ async def test_held_poll_returns_after_the_hold_time_without_change(new_visitor:
     began = time.perf_counter()
     response, _ = await visitor.get(next_url)
     assert response.status == 200 and 1.5 < time.perf_counter() - began < 5
-    assert response.headers["Refresh"].split("url=", 1)[1].split("#")[0] == next_url
+    again = response.headers["Refresh"].split("url=", 1)[1].split("#")[0]
+    # Same stamp, but never the URL on screen: a refresh to it would be a mere jump to
+    # '#latest' and the frame would stop asking.
+    assert again != next_url
+    assert again.split("&p=")[0] == next_url.split("&p=")[0]
+    _, page = await visitor.get(again)
+    assert f'url={again.replace("&", "&amp;")}#latest' not in page  # the page's meta moves on too
 
 
 async def test_pause_updates_gives_a_still_page(new_visitor: NewVisitor) -> None:
