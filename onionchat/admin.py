@@ -83,6 +83,10 @@ async def account_page(request: web.Request) -> web.Response:
 Change = Callable[[AccountStore, Account, dict[str, str]], str]
 
 
+# Changes after which the person must sign in again: whoever held their session may not.
+SIGN_OUT_AFTER = frozenset({"account_disabled", "2fa_reset", "account_removed"})
+
+
 async def account_change(request: web.Request, action: str, change: Change) -> web.StreamResponse:
     """The shape of every account change: admin, CSRF, change in a worker thread, audit, redirect.
 
@@ -97,6 +101,8 @@ async def account_change(request: web.Request, action: str, change: Change) -> w
     except AccountError as exc:
         return refused(request, session, str(exc), back)
     request.app[keys.AUDIT].record(me.name, action, detail=f"{account.name}{detail}")
+    if action in SIGN_OUT_AFTER:
+        request.app[keys.SESSIONS].drop_staff(account.name, keep=session)
     raise see_other("/admin/staff" if action == "account_removed" else back)
 
 
@@ -194,6 +200,7 @@ async def reset_password(request: web.Request) -> web.StreamResponse:
     except AccountError as exc:
         return refused(request, session, str(exc), back)
     request.app[keys.AUDIT].record(me.name, "password_reset", detail=account.name)
+    request.app[keys.SESSIONS].drop_staff(account.name, keep=session)
     raise see_other(back)
 
 

@@ -95,6 +95,13 @@ class SessionStore:
         """Forget a session."""
         self._sessions.pop(session.id, None)
 
+    def drop_staff(self, name: str, keep: Session | None = None) -> int:
+        """Sign ``name`` out everywhere (after a password or 2FA reset), except session ``keep``."""
+        gone = [sid for sid, s in self._sessions.items() if s.staff == name and s is not keep]
+        for sid in gone:
+            del self._sessions[sid]
+        return len(gone)
+
     def sweep(self) -> int:
         """Forget idle sessions; returns how many."""
         now = time.monotonic()

@@ -471,3 +471,18 @@ async def test_an_accounts_own_chat_limit_applies_when_accepting(new_visitor: Ne
     assert response.status == 303
     response, page = await carla.post(f"/accept/{second}")
     assert response.status == 409 and "as many chats as allowed" in page
+
+
+async def test_a_password_reset_signs_the_person_out_everywhere(
+        new_staff: Callable[[str], Awaitable[Site]], services: Services) -> None:
+    services.accounts.add("alex", PASSWORD, Role.ADMIN)
+    dirk = await new_staff("dirk")
+    admin_site = await new_staff("alex")
+    await admin_site.get("/admin/staff/dirk")
+    response, _ = await admin_site.post("/admin/staff/dirk/password",
+                                        {"password": "a brand new password", "password_again": "a brand new password"})
+    assert response.status == 303
+    response, _ = await dirk.get("/")
+    assert response.status == 303 and response.headers["Location"] == "/login"
+    response, _ = await admin_site.get("/")
+    assert response.status == 200
