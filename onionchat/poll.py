@@ -50,6 +50,15 @@ REFRESH_SLOT: Final = "/@refresh@"  # where a frame's page carries its next URL
 REFRESH_SLOT_BYTES: Final = REFRESH_SLOT.encode()
 
 
+def next_check(request: web.Request) -> int:
+    """The ``n`` of a paused frame's "Check for new messages" link: 0 and 1 alternate.
+
+    A link to the frame's own URL (?paused=1#latest) would only jump within the page: the
+    browser would not ask the server for anything new.
+    """
+    return 0 if request.query.get("paused") == "1" and request.query.get("n") == "1" else 1
+
+
 async def wait_any(waiters: Iterable[Waiter], timeout: float) -> bool:
     """Wait until any waiter sees a change; True if one did."""
     tasks = [asyncio.ensure_future(w(timeout)) for w in waiters]

@@ -9,7 +9,7 @@ from onionchat.accounts import Account, Role, effective_max_chats
 from onionchat.chat import Author, Conversation, EndReason, Message, NoteKind, StaffNote, State
 from onionchat.errors import ChatError
 from onionchat.pages import language, page, see_other
-from onionchat.poll import Frame, serve_frame, wait_any
+from onionchat.poll import Frame, next_check, serve_frame, wait_any
 from onionchat.security import ERRORS, Refused, read_form
 from onionchat.sessions import Session
 
@@ -82,7 +82,7 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
         return renderer.render(
             "staff/dashboard.html", language(request, session), session=session, site="staff", account=account,
             queue=store.queue(), mine=store.chats_of(account.name), refresh_url=url,
-            paused=request.query.get("paused") == "1", supervisor=is_supervisor(account),
+            paused=request.query.get("paused") == "1", check=next_check(request), supervisor=is_supervisor(account),
             urgent=urgent_live(request), available=sorted(staff_sessions.staff_available()),
             limit=max_chats(request, account), held=store.held_by(account.name)).encode()
 
@@ -142,13 +142,14 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
     """The staff view of a conversation: messages and staff-only notes, updating itself."""
     renderer = request.app[keys.RENDERER]
     paused = request.query.get("paused") == "1"
+    check = next_check(request)
     holder = conv.counsellor == account.name
     lang = language(request, websession.current(request))
 
     def render(current: str, url: str) -> bytes:
         if holder:
             conv.staff_seen = conv.messages[-1].seq if conv.messages else 0
-        key = ("staff-paused" if paused else "staff") + f"-{lang}" + ("" if holder else f"-{account.name}")
+        key = (f"staff-paused{check}" if paused else "staff") + f"-{lang}" + ("" if holder else f"-{account.name}")
         cached = conv.rendered.get(key)
         if cached is not None and cached[0] == current:
             return cached[1]
@@ -156,7 +157,7 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
         body = renderer.render("staff/messages.html", lang, conv=conv, refresh_url=url,
                                timeline=timeline, wrapup_due=any(
                                    cid == conv.id for cid, _ in request.app[keys.STATS].pending_for(account.name)),
-                               paused=paused, Author=Author, State=State, EndReason=EndReason,
+                               paused=paused, check=check, Author=Author, State=State, EndReason=EndReason,
                                NoteKind=NoteKind, site="staff").encode()
         conv.rendered[key] = (current, body)
         return body

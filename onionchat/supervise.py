@@ -8,7 +8,7 @@ from onionchat import keys
 from onionchat.accounts import Role
 from onionchat.chat import NoteKind, State
 from onionchat.pages import language, page, see_other
-from onionchat.poll import Frame, serve_frame
+from onionchat.poll import Frame, next_check, serve_frame
 from onionchat.security import read_form
 from onionchat.staff import conversation, signed_in, staff_messages_frame
 
@@ -28,7 +28,7 @@ async def overview(request: web.Request) -> web.Response:
     def render(current: str, url: str) -> bytes:
         return renderer.render("staff/supervise.html", language(request, session), session=session, site="staff",
                                chats=store.live(), State=State, refresh_url=url,
-                               paused=request.query.get("paused") == "1").encode()
+                               paused=request.query.get("paused") == "1", check=next_check(request)).encode()
 
     frame = Frame(stamp=stamp, wait=lambda t: store.board_waiter()(t), render=render, path="/supervise")
     return await serve_frame(request, frame)

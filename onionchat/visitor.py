@@ -12,7 +12,7 @@ from onionchat import keys, websession
 from onionchat.chat import Author, Conversation, EndReason, State, VisitorView
 from onionchat.errors import ChatError, NotFound
 from onionchat.pages import language, page, see_other
-from onionchat.poll import serve_frame, wait_any
+from onionchat.poll import next_check, serve_frame, wait_any
 from onionchat.security import ERRORS, Refused, read_form
 from onionchat.sessions import Session
 
@@ -161,7 +161,7 @@ class MessagesFrame:
     alive for the hold time, and every object is more work for the garbage collector.
     """
 
-    __slots__ = ("conv", "lang", "paused", "request", "store")
+    __slots__ = ("check", "conv", "lang", "paused", "request", "store")
     path = "/chat/messages"
 
     def __init__(self, request: web.Request, session: Session | None) -> None:
@@ -170,6 +170,7 @@ class MessagesFrame:
         self.conv = conversation_of(request, session)
         self.lang = language(request, session)
         self.paused = request.query.get("paused") == "1"
+        self.check = next_check(request)
         if self.conv is not None:
             self.conv.touch()
 
@@ -197,7 +198,7 @@ class MessagesFrame:
         """The page for stamp ``current``: cached bytes while the stamp holds."""
         conv = self.conv
         # The language is part of the key: a resumed chat can be open in two languages at once.
-        key = ("visitor-paused-" if self.paused else "visitor-") + self.lang
+        key = (f"visitor-paused{self.check}-" if self.paused else "visitor-") + self.lang
         if conv is not None:
             cached = conv.rendered.get(key)
             if cached is not None and cached[0] == current:
@@ -210,7 +211,7 @@ class MessagesFrame:
             conv=conv.visitor_view() if conv is not None else None, position=position,
             wait=wait_minutes(request, position) if position else 0, refresh_url=url,
             nobody=not staff.staff_available(),
-            paused=self.paused, Author=Author, State=State, EndReason=EndReason).encode()
+            paused=self.paused, check=self.check, Author=Author, State=State, EndReason=EndReason).encode()
         if conv is not None:
             conv.rendered[key] = (current, body)
         return body
