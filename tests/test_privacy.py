@@ -87,11 +87,13 @@ def private_server(tmp: Path, *, trace: bool = False) -> Iterator[Server]:
     env.update(TMPDIR=str(tmpdir), TEMP=str(tmpdir), TMP=str(tmpdir), PYTHONASYNCIODEBUG="1")
     for name, role in STAFF.items():
         add_staff(config_path, name, role, PASSWORD, env)
-    command = [*onionchat_command(), "serve", "--local", "--config", str(config_path)]
+    # If the test process is killed, its server (and strace) die with it instead of lingering.
+    die_with_parent = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+    command = [*die_with_parent, *onionchat_command(), "serve", "--local", "--config", str(config_path)]
     trace_path = tmp / "strace.out" if trace else None
     if trace_path is not None:
         # -y names each fd's file, socket or pipe; -s large enough for whole pages.
-        command = ["strace", "-f", "-y", "-qq", "-s", "65536", "-o", str(trace_path),
+        command = [*die_with_parent, "strace", "-f", "-y", "-qq", "-s", "65536", "-o", str(trace_path),
                    "-e", "trace=write,writev,pwrite64,pwritev,pwritev2,sendto,sendmsg,openat,prctl,prlimit64,setrlimit",
                    *command]
     log_path = home / "serve.log"
