@@ -46,6 +46,11 @@ class Visitor:
         started = await self.conn.request("POST", "/start", cookie=self.cookie,
                                           form={"_csrf": self.csrf, "nickname": self.nickname})
         expect(started, 303, "start chat")
+        # Starting a chat may give the session a new id and CSRF token (no planted ids).
+        if "oc_visitor" in started.cookies:
+            self.cookie = f"oc_visitor={started.cookies['oc_visitor']}"
+        compose = expect(await self.conn.request("GET", "/chat/compose", cookie=self.cookie), 200, "compose")
+        self.csrf = compose.csrf()
 
     async def send(self, text: str) -> None:
         """Send a message from the compose frame."""
