@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -28,6 +28,26 @@ from onionchat.totp import PendingSteps
 log = logging.getLogger("onionchat")
 
 SWEEP_SECONDS = 10.0
+FLUSH_SECONDS = 5.0  # stored counts and audit entries reach the disk within this time
+
+
+def keep_flushed(flush: Callable[[], Awaitable[None]]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx that calls ``flush`` every few seconds, and once more at shutdown."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        async def run() -> None:
+            while True:
+                await asyncio.sleep(FLUSH_SECONDS)
+                await flush()
+
+        task = asyncio.create_task(run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await flush()
+
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +135,8 @@ def create_app(services: Services, site: str) -> web.Application:
         app[keys.PENDING] = PendingSteps()
         for module in (auth, staff, supervise, admin, statspage):
             app.add_routes(module.routes)
-        app.cleanup_ctx.append(services.audit.keeper)  # writes audit.json off the event loop
-        app.cleanup_ctx.append(services.stats.keeper)  # writes stats.json off the event loop
+        app.cleanup_ctx.append(keep_flushed(services.audit.flush))  # audit.json, off the event loop
+        app.cleanup_ctx.append(keep_flushed(services.stats.flush))  # stats.json, off the event loop
     app.add_routes(language.routes)
     app.router.add_get("/static/style.css", style, name="style")
     if site == "visitor":  # only visitor pages carry the "set Safest" banner

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from aiohttp import web
 
 from onionchat import storage
 from onionchat.chat import ChatEvent
@@ -20,7 +16,6 @@ from onionchat.errors import StorageError
 log = logging.getLogger("onionchat.audit")
 
 AUDIT_FILE = "audit.json"
-FLUSH_SECONDS = 5.0
 MAX_ENTRIES = 200_000  # a hard bound on memory and file size whatever happens
 DETAIL_MAX = 80
 
@@ -128,16 +123,3 @@ class AuditLog:
             self._dirty = True  # try again at the next flush
             log.error("cannot write the audit log: %s", exc)
 
-    async def keeper(self, app: web.Application) -> AsyncIterator[None]:
-        """cleanup_ctx: flush every few seconds, and once more at shutdown."""
-        async def run() -> None:
-            while True:
-                await asyncio.sleep(FLUSH_SECONDS)
-                await self.flush()
-
-        task = asyncio.create_task(run())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await self.flush()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from aiohttp import web
 
 from onionchat import storage
 from onionchat.chat import ChatEvent, EndReason
@@ -23,7 +20,6 @@ log = logging.getLogger("onionchat.stats")
 
 STATS_FILE = "stats.json"
 FORMAT_VERSION = 1
-FLUSH_SECONDS = 5.0
 PENDING_SECONDS = 12 * 3600  # an unfiled wrap-up is forgotten after this long
 PENDING_PER_STAFF = 50  # and at most this many wait per counsellor (memory bound)
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -130,19 +126,6 @@ class Stats:
             self._dirty = True  # try again at the next flush
             log.error("cannot write the statistics: %s", exc)
 
-    async def keeper(self, app: web.Application) -> AsyncIterator[None]:
-        """cleanup_ctx: flush every few seconds, and once more at shutdown."""
-        async def run() -> None:
-            while True:
-                await asyncio.sleep(FLUSH_SECONDS)
-                await self.flush()
-
-        task = asyncio.create_task(run())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await self.flush()
 
     # -- counting ------------------------------------------------------------------------
 
