@@ -1,0 +1,405 @@
+"""Accessibility in Debian's chromium: axe-core (WCAG 2.2 A/AA) on every page, keyboard, zoom, phones, screenshots.
+
+axe-core needs script, and our pages have none (the CSP allows none): the test injects the
+vendored axe (tests/data/axe-core, MPL-2.0) into a context with JavaScript on and the CSP
+bypassed, for the test's own script only. Everything a visitor does is also done with
+JavaScript off, as at Tor Browser's Safest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Frame, Page, expect, sync_playwright
+
+from tests.liveserver import LiveServer, NeutralPage, live_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("ONIONCHAT_CHROMIUM", "/usr/bin/chromium")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+AXE = Path(__file__).resolve().parent / "data" / "axe-core" / "axe.min.js"
+# WCAG 2.0, 2.1 and 2.2, levels A and AA: every rule axe tags with these.
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1280, "height": 800}
+STEP_MS = 5000
+LOGIN_MS = 30_000  # argon2id at production cost (64 MiB, t=4) on a busy 2-core machine
+PASSWORD = "correct horse battery staple 42"
+VISITOR_LANGS = ("en", "nl", "ar")
+STAFF_LANGS = ("en", "nl")
+# Rendered with JavaScript on (axe's context): the label texts the test clicks, per language.
+START = {"en": "Start chat", "nl": "Chat beginnen", "ar": "ابدأ المحادثة"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One chromium for the module; a missing chromium fails in CI (conftest) and skips elsewhere."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    expect.set_options(timeout=STEP_MS)
+    with pytest.MonkeyPatch.context() as env:
+        # Self-updating pages always have their next (held) navigation in flight; act on what is shown.
+        env.setenv("PLAYWRIGHT_SKIP_NAVIGATION_CHECK", "1")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            yield chromium
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One onionchat for the module: a counsellor, a supervisor and an admin."""
+    with NeutralPage() as neutral, live_server(
+            tmp_path_factory.mktemp("a11y"),
+            {"visitor": {"quick_exit_url": neutral.url}, "hours": {"open_without_staff": True}},
+            {"carla": "counsellor", "sam": "supervisor", "ada": "admin"}, password=PASSWORD) as live:
+        yield live
+
+
+@dataclass
+class Browsers:
+    """Context factory for one test; closes what it opened."""
+
+    browser: Browser
+    contexts: list[BrowserContext]
+
+    def page(self, *, script: bool, viewport: dict[str, int] | None = None) -> Page:
+        """A page in a fresh private context; ``script``: JavaScript on and CSP bypassed (axe only)."""
+        context = self.browser.new_context(java_script_enabled=script, bypass_csp=script,
+                                           viewport=viewport or DESKTOP)  # type: ignore[arg-type]
+        context.set_default_timeout(STEP_MS)
+        self.contexts.append(context)
+        return context.new_page()
+
+
+@pytest.fixture
+def browsers(browser: Browser) -> Iterator[Browsers]:
+    made = Browsers(browser, [])
+    yield made
+    for context in made.contexts:
+        context.close()
+
+
+def loaded_frames(page: Page) -> list[Frame]:
+    """The page and its frames, each with its own document parsed."""
+    frames: list[Frame] = [page.main_frame]
+    for element in page.locator("iframe").element_handles():
+        frame = element.content_frame()
+        assert frame is not None
+        # Not the about:blank a frame starts as: an empty frame would pass every rule.
+        frame.wait_for_url(re.compile(r"^http"), wait_until="domcontentloaded")
+        frames.append(frame)
+    return frames
+
+
+def axe(page: Page) -> list[str]:
+    """axe-core's WCAG 2.2 A/AA violations on the page and all its frames, one line per node."""
+    source = AXE.read_text(encoding="utf-8")
+    for frame in loaded_frames(page):
+        # "load" never comes for a frame whose self-refresh is a held request: the DOM is what counts.
+        frame.wait_for_load_state("domcontentloaded")
+        if not frame.evaluate("typeof window.axe !== 'undefined'"):
+            frame.add_script_tag(content=source)
+    result: list[dict[str, Any]] = page.evaluate(
+        """async (tags) => {
+            const r = await axe.run(document, {runOnly: {type: 'tag', values: tags}, iframes: true,
+                                               resultTypes: ['violations']});
+            return r.violations.map(v => ({id: v.id, help: v.help,
+                nodes: v.nodes.map(n => n.target.join(' > ') + ' :: '
+                                        + (n.failureSummary || '').replace(/\\s+/g, ' '))}));
+        }""", WCAG_TAGS)
+    return [f"{page.url}: {v['id']} ({v['help']}): {node}" for v in result for node in v["nodes"]]
+
+
+def go(page: Page, url: str) -> None:
+    """Open ``url``; done when the document is parsed ("load" waits for frames that are held requests)."""
+    page.goto(url, wait_until="domcontentloaded")
+
+
+def scrolls_sideways(page: Page) -> list[str]:
+    """The page or any frame wider than its viewport (a phone would scroll sideways)."""
+    wide = []
+    for frame in page.frames:
+        width = frame.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        if width[0] > width[1]:
+            wide.append(f"{frame.url}: {width[0]} px wide in {width[1]} px")
+    return wide
+
+
+def shoot(page: Page, name: str) -> None:
+    """A full-page screenshot into test-artifacts/screenshots for a person to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"a11y-{name}.png"), full_page=True)
+
+
+def staff_login(page: Page, server: LiveServer, name: str) -> None:
+    go(page, server.staff_url + "login")
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    # The live dashboard refreshes itself into a held request at once, and while a page's own
+    # navigation is pending Chromium answers no DevTools request about it: open the still copy.
+    page.get_by_role("button", name="Log in").click(no_wait_after=True)
+    page.wait_for_url(server.staff_url, wait_until="commit", timeout=LOGIN_MS)
+    go(page, server.staff_url + "?paused=1")
+    expect(page.locator("h1")).to_have_text(re.compile("Dashboard|Overzicht"))
+
+
+def start_visitor(page: Page, server: LiveServer, lang: str, nickname: str) -> None:
+    go(page, f"{server.visitor_url}lang/{lang}")
+    page.locator("#nickname").fill(nickname)
+    page.get_by_role("button", name=START[lang]).click()
+    page.wait_for_url(re.compile(r"/chat$"), wait_until="domcontentloaded")
+
+
+def accept(staff: Page, server: LiveServer, nickname: str) -> str:
+    """Accept the visitor ``nickname`` from the dashboard; the chat id."""
+    go(staff, server.staff_url + "?paused=1")
+    staff.get_by_role("button", name=f"Accept {nickname}").click()
+    staff.wait_for_url(re.compile(r"/chat/[^/]+$"), wait_until="domcontentloaded")
+    return staff.url.rsplit("/", 1)[1]
+
+
+def staff_send(staff: Page, server: LiveServer, cid: str, text: str) -> None:
+    go(staff, f"{server.staff_url}chat/{cid}")
+    compose = staff.frame_locator(".compose-frame")
+    compose.get_by_label("Your reply to the visitor").fill(text)
+    compose.get_by_role("button", name="Send").click()
+    expect(staff.frame_locator(".messages-frame").get_by_text(text)).to_be_visible()
+
+
+def test_the_axe_harness_sees_violations_inside_frames(server: LiveServer, browsers: Browsers) -> None:
+    """Zero violations means something only if a violation would be found, frames included."""
+    page = browsers.page(script=True)
+    go(page, server.visitor_url + "lang/en")
+    start_visitor(page, server, "en", "harness")
+    compose = next(f for f in loaded_frames(page) if f.url.endswith("/chat/compose"))
+    compose.wait_for_load_state("domcontentloaded")
+    compose.evaluate("document.querySelector('label[for=text]').remove()")  # the textarea loses its label
+    page.evaluate("document.documentElement.removeAttribute('lang')")
+    found = axe(page)
+    assert any("label" in line and "#text" in line for line in found), found
+    assert any("html-has-lang" in line for line in found), found
+
+
+def test_visitor_pages_pass_axe_in_english_dutch_and_arabic(server: LiveServer, browsers: Browsers) -> None:
+    staff = browsers.page(script=False)
+    staff_login(staff, server, "carla")
+    problems: list[str] = []
+    for lang in VISITOR_LANGS:
+        visitor = browsers.page(script=True)
+        go(visitor, f"{server.visitor_url}lang/{lang}")
+        expect(visitor.locator("html")).to_have_attribute("dir", "rtl" if lang == "ar" else "ltr")
+        problems += axe(visitor)  # landing, with the JavaScript banner showing (script is on here)
+        for path in ("safety", "goodbye", "no/such/page"):
+            go(visitor, server.visitor_url + path)
+            problems += axe(visitor)
+        nickname = f"axe-{lang}"
+        start_visitor(visitor, server, lang, nickname)
+        problems += axe(visitor)  # waiting: passphrase, messages frame in line, compose frame
+        cid = accept(staff, server, nickname)
+        staff_send(staff, server, cid, f"Hello from carla ({lang})")
+        visitor.reload(wait_until="domcontentloaded")
+        expect(visitor.frame_locator(".messages-frame").get_by_text(f"Hello from carla ({lang})")).to_be_visible()
+        problems += axe(visitor)  # chatting, updates live
+        frame = visitor.frame_locator(".messages-frame")
+        frame.locator(".frame-controls a").first.click()  # Pause updates
+        expect(frame.locator(".frame-controls a")).to_have_count(2)  # Check for new messages, Resume updates
+        problems += axe(visitor)  # paused: "Check for new messages", "Resume updates"
+        go(visitor, server.visitor_url + "chat?urgent=1")
+        problems += axe(visitor)
+        go(visitor, server.visitor_url + "chat/messages?paused=1")
+        problems += axe(visitor)  # the frame on its own, as a screen reader user may open it
+        go(staff, f"{server.staff_url}chat/{cid}")
+        staff.get_by_role("button", name="End chat").click()
+        go(visitor, server.visitor_url + "chat")
+        problems += axe(visitor)  # ended
+    assert problems == []
+
+
+def test_staff_pages_pass_axe_in_english_and_dutch(server: LiveServer, browsers: Browsers) -> None:
+    visitor = browsers.page(script=False)
+    go(visitor, server.visitor_url)
+    visitor.locator("#nickname").fill("axe-staff")
+    visitor.get_by_role("button", name="Start chat").click()
+    visitor.frame_locator(".compose-frame").get_by_label("Your message").fill("Is anyone there?")
+    visitor.frame_locator(".compose-frame").get_by_role("button", name="Send").click()
+    problems: list[str] = []
+    login = browsers.page(script=True)
+    for lang in STAFF_LANGS:
+        go(login, f"{server.staff_url}lang/{lang}")
+        go(login, server.staff_url + "login")
+        problems += axe(login)
+    carla = browsers.page(script=True)
+    staff_login(carla, server, "carla")
+    go(carla, server.staff_url + "?paused=1")
+    problems += axe(carla)  # the dashboard with a visitor waiting
+    cid = accept(carla, server, "axe-staff")
+    staff_send(carla, server, cid, "Hello, I am here.")
+    sam = browsers.page(script=True)
+    staff_login(sam, server, "sam")
+    ada = browsers.page(script=True)
+    staff_login(ada, server, "ada")
+    for lang in STAFF_LANGS:
+        for page in (carla, sam, ada):
+            go(page, f"{server.staff_url}lang/{lang}")
+        # Self-updating top-level pages are checked as their still copies (updates paused): the
+        # same markup but for the pause link, and the live one cannot be inspected (see staff_login).
+        for path in ("?paused=1", f"chat/{cid}", "account"):
+            go(carla, server.staff_url + path)
+            problems += axe(carla)
+        for path in ("supervise?paused=1", f"supervise/{cid}", "stats"):
+            go(sam, server.staff_url + path)
+            problems += axe(sam)
+        for path in ("admin/staff", "admin/staff/carla", "admin/canned", "admin/audit"):
+            go(ada, server.staff_url + path)
+            problems += axe(ada)
+    go(carla, f"{server.staff_url}chat/{cid}")
+    carla.get_by_role("button", name=re.compile("End chat|Chat beëindigen")).click()
+    carla.wait_for_url(re.compile(r"/wrapup/"))
+    problems += axe(carla)  # the wrap-up form
+    go(carla, server.staff_url + "wrapup")
+    problems += axe(carla)
+    assert problems == []
+
+
+def test_keyboard_skip_link_visible_focus_and_order(server: LiveServer, browsers: Browsers) -> None:
+    page = browsers.page(script=True)
+    go(page, server.visitor_url + "lang/en")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("""() => { const e = document.activeElement, s = getComputedStyle(e);
+        const r = e.getBoundingClientRect();
+        return {text: e.textContent.trim(), outline: s.outlineStyle, width: parseFloat(s.outlineWidth),
+                visible: r.width > 0 && r.left >= 0 && r.top >= 0}; }""")
+    assert focused == {"text": "Skip to content", "outline": "solid", "width": 3.0, "visible": True}
+    page.keyboard.press("Enter")
+    assert page.url.endswith("#main")
+    # Every focusable control in document order: the order a keyboard user meets them.
+    go(page, server.visitor_url)
+    order: list[str] = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        label = page.evaluate("""() => { const e = document.activeElement;
+            const named = e.labels && e.labels[0] ? e.labels[0] : e;
+            return e === document.body ? '' : named.textContent.trim(); }""")
+        if not label or label in order:
+            break
+        order.append(label)
+    wanted = ["Skip to content", "Quick exit", "English", "العربية", "Nickname (optional)", "Start chat",
+              "Your passphrase", "Resume chat"]
+    assert [item for item in order if item in wanted] == wanted, order
+    assert "More about staying safe" in order
+
+
+@pytest.mark.parametrize("viewport", [PHONE, {"width": 640, "height": 400}, {"width": 320, "height": 640}],
+                         ids=["phone-360x740", "zoom-200pc", "reflow-320"])
+def test_no_page_scrolls_sideways_and_the_compose_box_is_reachable(server: LiveServer, browsers: Browsers,
+                                                                   viewport: dict[str, int]) -> None:
+    """360x740 (a phone); 640 px wide = 1280 px at 200% zoom; 320 px = WCAG's reflow width."""
+    problems: list[str] = []
+    for lang in ("en", "ar"):
+        page = browsers.page(script=True, viewport=viewport)
+        go(page, f"{server.visitor_url}lang/{lang}")
+        for path in ("", "safety", "goodbye"):
+            go(page, server.visitor_url + path)
+            problems += scrolls_sideways(page)
+        start_visitor(page, server, lang, f"phone-{lang}")
+        page.frame_locator(".compose-frame").locator("#text").wait_for()
+        problems += scrolls_sideways(page)
+        compose = page.frame_locator(".compose-frame")
+        page.locator(".compose-frame").scroll_into_view_if_needed()
+        frame_box = page.locator(".compose-frame").bounding_box()
+        assert frame_box is not None
+        for control in (compose.locator("#text"), compose.locator("button[type=submit]")):
+            box = control.bounding_box()
+            assert box is not None and box["width"] > 0 and box["height"] >= 24, (lang, viewport, box)
+            # Whole inside the compose frame: a frame clips what does not fit, and a visitor may
+            # not think of scrolling inside a frame to find the Send button.
+            assert frame_box["y"] <= box["y"] and box["y"] + box["height"] <= frame_box["y"] + frame_box["height"], (
+                lang, viewport, box, frame_box)
+            assert frame_box["x"] <= box["x"] and box["x"] + box["width"] <= frame_box["x"] + frame_box["width"], (
+                lang, viewport, box, frame_box)
+        for button in page.locator(".controls button, .quick-exit").all():
+            button.scroll_into_view_if_needed()
+            assert button.is_visible(), (lang, viewport)
+    assert problems == []
+
+
+def test_pause_and_check_for_new_messages_with_javascript_off(server: LiveServer, browsers: Browsers) -> None:
+    """Pausing stops the self-updates (no Refresh); "Check for new messages" fetches once; Resume resumes."""
+    staff = browsers.page(script=False)
+    staff_login(staff, server, "carla")
+    visitor = browsers.page(script=False)
+    go(visitor, server.visitor_url + "lang/en")
+    visitor.locator("#nickname").fill("pauser")
+    visitor.get_by_role("button", name="Start chat").click()
+    cid = accept(staff, server, "pauser")
+    messages = visitor.frame_locator(".messages-frame")
+    expect(messages.get_by_text("A counsellor has joined the chat.")).to_be_visible()
+    # The log's structure: a heading, then an ordered list with one item per message.
+    expect(messages.get_by_role("heading", name="Messages")).to_have_count(1)
+    expect(messages.get_by_role("list")).to_have_count(1)
+    with visitor.expect_response(re.compile(r"/chat/messages\?paused=1")) as paused:
+        messages.get_by_role("link", name="Pause updates").click()
+    assert "refresh" not in {k.lower() for k in paused.value.headers}
+    assert b'http-equiv="refresh"' not in paused.value.body()
+    staff_send(staff, server, cid, "Sent while paused")
+    expect(messages.get_by_text("Sent while paused")).to_have_count(0)  # nothing reloaded by itself
+    messages.get_by_role("link", name="Check for new messages").click()
+    expect(messages.get_by_text("Sent while paused")).to_be_visible()
+    expect(messages.get_by_role("link", name="Resume updates")).to_be_visible()  # still paused
+    messages.get_by_role("link", name="Resume updates").click()
+    expect(messages.get_by_role("link", name="Pause updates")).to_be_visible()
+    staff_send(staff, server, cid, "Live again")
+    expect(messages.get_by_text("Live again")).to_be_visible()  # arrived without any click
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_screenshots_of_the_main_pages_at_phone_and_desktop_widths(server: LiveServer, browsers: Browsers,
+                                                                   lang: str) -> None:
+    """JavaScript off, as a visitor at Safest sees them; into test-artifacts/screenshots/a11y-*.png."""
+    staff = browsers.page(script=False)
+    staff_login(staff, server, "carla")
+    for width, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
+        page = browsers.page(script=False, viewport=viewport)
+        go(page, f"{server.visitor_url}lang/{lang}")
+        expect(page.locator(".js-warning")).to_be_hidden()  # JavaScript is off: no banner
+        shoot(page, f"landing-{lang}-{width}")
+        go(page, server.visitor_url + "safety")
+        shoot(page, f"safety-{lang}-{width}")
+        nickname = f"shot-{lang}-{width}"
+        go(page, server.visitor_url)
+        page.locator("#nickname").fill(nickname)
+        page.locator("form[action='/start'] button").click()
+        page.frame_locator(".messages-frame").locator(".waiting").first.wait_for()
+        shoot(page, f"waiting-{lang}-{width}")
+        cid = accept(staff, server, nickname)
+        staff_send(staff, server, cid, "Hello. I am Carla. You are safe to write here; take your time.")
+        page.frame_locator(".compose-frame").locator("#text").fill("I am not sure I can talk long")
+        page.frame_locator(".compose-frame").locator("button[type=submit]").click()
+        expect(page.frame_locator(".messages-frame").get_by_text("I am not sure")).to_be_visible()
+        page.frame_locator(".compose-frame").locator("#text").fill("typed but not sent")
+        shoot(page, f"chat-{lang}-{width}")
+        if lang == "en":
+            staff.set_viewport_size(viewport)  # type: ignore[arg-type]
+            go(staff, f"{server.staff_url}chat/{cid}")
+            staff.frame_locator(".messages-frame").get_by_text("I am not sure").wait_for()
+            shoot(staff, f"staff-chat-{width}")
+            go(staff, server.staff_url + "?paused=1")
+            shoot(staff, f"staff-dashboard-{width}")
+        page.locator("form[action='/chat/leave'] button").click()
+        page.wait_for_url(re.compile("/goodbye"))
+        shoot(page, f"goodbye-{lang}-{width}")
+    # JavaScript on: the banner asking for Safest shows (and only then).
+    scripted = browsers.page(script=True)
+    go(scripted, f"{server.visitor_url}lang/{lang}")
+    expect(scripted.locator(".js-warning")).to_be_visible()
+    shoot(scripted, f"landing-js-on-{lang}")
