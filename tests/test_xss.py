@@ -128,6 +128,7 @@ class World:
             others.client.session.cookie_jar.clear()
             await others.get("/")
             assert (await others.post("/start", {"nickname": text}))[0].status == 303
+            await others.get("/chat/compose")  # the session (and its form token) is renewed at the start
             assert (await others.post("/chat/send", {"text": text}))[0].status == 303
         self.carla, self.sam, self.alex = await self.staff("carla"), await self.staff("sam"), await self.staff("alex")
         self.cid = min(self.services.chat.queue(), key=lambda c: c.created).id  # the first visitor's
