@@ -116,7 +116,7 @@ async def test_the_counsellor_sees_the_visitors_language(new_visitor: NewVisitor
     assert services.chat.find(cid).lang == "pl"  # type: ignore[union-attr]
     staff = await new_staff("carla")
     _, board = await staff.get("/")
-    assert "<td>pl</td>" in board
+    assert '<td><span lang="pl" dir="ltr">Polski</span> (pl)' in board
     # Switching mid-chat follows: the counsellor sees the language the visitor reads now.
     await visitor.get("/lang/uk?next=/chat")
     assert services.chat.find(cid).lang == "uk"  # type: ignore[union-attr]

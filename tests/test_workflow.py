@@ -331,7 +331,7 @@ async def test_dashboard_shows_language_of_each_visitor(new_visitor: NewVisitor,
     await start_chat(await new_visitor())
     staff = await new_staff(role_name)
     _, board = await staff.get("/")
-    assert "<td>en</td>" in board
+    assert '<td><span lang="en" dir="ltr">English</span> (en)</td>' in board
 
 
 async def test_counsellor_is_offered_the_wrapup_when_the_visitor_leaves(
