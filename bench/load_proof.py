@@ -21,7 +21,7 @@ import aiohttp
 from bench.proc import PASSWORD, Server, make_accounts, raise_fd_limit
 
 CSRF_RE = re.compile(r'name="_csrf" value="([^"]+)"')
-TEXT_RE = re.compile(r'<li class="msg from-(visitor|staff)[^"]*"[^>]*>.*?<span class="text">([^<]*)</span>', re.S)
+TEXT_RE = re.compile(r'<li class="msg from-(visitor|staff)[^"]*"[^>]*>.*?<span class="text"[^>]*>([^<]*)</span>', re.S)
 HOLD = 20
 
 
