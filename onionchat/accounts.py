@@ -80,7 +80,7 @@ class AccountStore:
         self._mtime = self._stat()
         self._accounts = self._load()
         # Verifying an unknown name still costs one hash, so timing does not reveal names.
-        self._dummy_hash = self.hasher.hash("not a real password, only for timing")
+        self._dummy_hash = ""  # made at the first unknown name, in a worker thread, not at start-up
 
     def _load(self) -> dict[str, Account]:
         raw = storage.read_json(self.path, {"accounts": {}})
@@ -235,6 +235,8 @@ class AccountStore:
         account = self._accounts.get(name)
         if len(password) > PASSWORD_MAX or account is None:
             with contextlib.suppress(VerificationError):
+                if not self._dummy_hash:
+                    self._dummy_hash = self.hasher.hash("not a real password, only for timing")
                 self.hasher.verify(self._dummy_hash, password[:PASSWORD_MAX])
             return None
         try:

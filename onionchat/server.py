@@ -10,11 +10,10 @@ import shutil
 import signal
 import sys
 from dataclasses import replace
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from aiohttp import web, web_protocol
 
-from onionchat import tor
 from onionchat.app import Services, build_services, create_app
 from onionchat.config import Config
 from onionchat.security import NO_STORE, SECURITY_HEADERS
@@ -69,6 +68,10 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
     return runner
 
 
+if TYPE_CHECKING:
+    from onionchat import tor
+
+
 def resolve_tor_mode(config: Config, local: bool, out: TextIO) -> Config | None:
     """The config to publish with, or None for local-only ('--local', or 'auto' without tor)."""
     if local:
@@ -101,6 +104,8 @@ async def run(config: Config, *, local: bool, out: TextIO = sys.stdout,
             print(f"staff:   http://{server.staff_host}:{server.staff_port}/", file=out, flush=True)
             print("local-only mode: no Tor; these addresses work on this machine only", file=out, flush=True)
         else:
+            from onionchat import tor  # stem and friends only when publishing: a faster --local start
+
             starting = asyncio.ensure_future(tor.start_tor(publish, server.visitor_port, server.staff_port,
                                                            progress=tor.progress_printer(sys.stderr)))
             stopping = asyncio.ensure_future(stop.wait())

@@ -16,9 +16,27 @@ def cookie_name(request: web.Request) -> str:
     return COOKIE[request.app[keys.SITE]]
 
 
+def session_id(request: web.Request) -> str | None:
+    """Our cookie's value, read straight from the Cookie header.
+
+    Every poll passes here: aiohttp's request.cookies builds a Morsel per cookie (12-14 µs a
+    request, measured in bench/). Our ids are token_urlsafe, so no unquoting is ever needed;
+    anything else simply matches no session.
+    """
+    header = request.headers.get("Cookie")
+    if not header:
+        return None
+    prefix = cookie_name(request) + "="
+    for part in header.split(";"):
+        part = part.strip()
+        if part.startswith(prefix):
+            return part[len(prefix):]
+    return None
+
+
 def current(request: web.Request) -> Session | None:
     """The request's live session, or None."""
-    return request.app[keys.SESSIONS].get(request.cookies.get(cookie_name(request)))
+    return request.app[keys.SESSIONS].get(session_id(request))
 
 
 def ensure(request: web.Request) -> tuple[Session, bool]:
