@@ -220,8 +220,8 @@ async def main(args: argparse.Namespace) -> int:
     arrivals: asyncio.Queue[int] = asyncio.Queue()
     try:
         logged_in: list[str] = []
-        staff = [asyncio.create_task(counsellor(n, staff_base, connector, run, deadline + 600, arrivals, per, logged_in))
-                 for n in names]
+        staff = [asyncio.create_task(counsellor(n, staff_base, connector, run, deadline + 600, arrivals, per,
+                                                logged_in)) for n in names]
         login_began = time.monotonic()
         while len(logged_in) < len(names) and not any(t.done() for t in staff):
             await asyncio.sleep(0.2)  # visitors arrive once the shift has logged in
