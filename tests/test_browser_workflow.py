@@ -1,0 +1,146 @@
+"""Issue 4's helpline workflow in Debian's chromium with JavaScript off, against a real server.
+
+urgent visitor -> supervisor notified -> counsellor accepts -> canned reply inserted mid-typing
+-> transfer -> wrap-up -> the statistics page shows the counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.liveserver import live_server
+from tests.test_browser import CHROMIUM, DESKTOP, LAUNCH_ARGS, LOGIN_S, STEP_MS, Counsellor, Visitor, in_ci, until
+
+pytestmark = pytest.mark.browser
+
+CANNED_TEXT = "You are not alone. We can help you find a safe place."
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One chromium for the module (a missing one fails in CI, see tests/conftest.py)."""
+    if not Path(CHROMIUM).is_file():
+        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    expect.set_options(timeout=STEP_MS)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def log_in(staff: Counsellor, name: str) -> None:
+    """Counsellor.log_in, but the dashboard's title may count the waiting line ("(1) onionchat")."""
+    staff.page.goto(staff.server.staff_url + "login")
+    staff.page.get_by_label("Username").fill(name)
+    staff.page.get_by_label("Password").fill(staff.server.accounts[name])
+    staff.page.get_by_role("button", name="Log in").click(no_wait_after=True)
+    until(lambda: staff.screen.tab_title().endswith("onionchat"), f"{name}'s dashboard", LOGIN_S)
+
+
+def test_urgent_canned_transfer_wrapup_stats(tmp_path: Path, browser: Browser) -> None:
+    # The canned reply is written before start, in canned.py's format, into our own data dir.
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    (data_dir / "canned.json").write_text(json.dumps({"version": 1, "replies": [
+        {"id": "safe1", "lang": "en", "title": "Safe place", "text": CANNED_TEXT}]}), encoding="utf-8")
+    os.chmod(data_dir / "canned.json", 0o600)
+    # suppress_below = 1 turns small-cell suppression off, so the page shows the real counts ("1").
+    settings: dict[str, dict[str, object]] = {
+        "server": {"data_dir": str(data_dir)}, "hours": {"open_without_staff": True},
+        "stats": {"suppress_below": 1}}
+    staff = {"carla": "counsellor", "dirk": "counsellor", "sam": "supervisor"}
+    contexts: list[BrowserContext] = []
+
+    def new_page() -> Page:
+        context = browser.new_context(java_script_enabled=False, viewport=DESKTOP)  # type: ignore[arg-type]
+        context.set_default_timeout(STEP_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    with live_server(tmp_path, settings, staff) as server:
+        try:
+            sam = Counsellor(new_page(), server)
+            sam.log_in("sam")
+            # Urgent visitor: the advice shows at once.
+            visitor = Visitor(new_page(), server)
+            visitor.start("Mira")
+            visitor.page.get_by_role("button", name="I am in danger now").click()
+            expect(visitor.page.get_by_text("Call the emergency number 112")).to_be_visible()
+            # Supervisor notified: tab title, and the banner on the paused copy.
+            until(lambda: sam.screen.tab_title().startswith("URGENT"), "sam's tab title starting with URGENT")
+            twin = sam.still_dashboard()
+            expect(twin.locator(".banner")).to_contain_text("urgent chat")
+            twin.close()
+
+            carla = Counsellor(new_page(), server)
+            log_in(carla, "carla")
+            dirk = Counsellor(new_page(), server)
+            log_in(dirk, "dirk")
+            carla.accept("Mira")
+            cid = carla.page.url.rstrip("/").rsplit("/", 1)[-1]
+            visitor.sees("A counsellor has joined the chat.")
+
+            # Canned reply inserted mid-typing: what was typed stays.
+            carla.box.fill("Hello, ")
+            carla.compose.get_by_label("Canned reply").select_option(label="Safe place (en)")
+            carla.compose.get_by_role("button", name="Insert").click()
+            expect(carla.box).to_have_value(f"Hello,\n{CANNED_TEXT}")
+            carla.send_button.click()
+            expect(carla.box).to_have_value("")
+            visitor.sees(CANNED_TEXT)
+
+            # Transfer to dirk with a staff-only reason.
+            carla.page.get_by_text("Transfer or block").click()
+            carla.page.get_by_label("Transfer to").select_option("dirk")
+            carla.page.get_by_label("Why (only staff see this)").fill("needs Polish")
+            carla.page.get_by_role("button", name="Transfer", exact=True).click(no_wait_after=True)
+            carla.title_becomes("onionchat")  # back on her dashboard: the transfer is done
+            # A new tab of dirk's: his dashboard tab always has a held request in flight.
+            dirk = Counsellor(dirk.page.context.new_page(), server)
+            dirk.page.goto(server.staff_url + f"chat/{cid}")
+            expect(dirk.page.get_by_role("heading", name="Chat with Mira")).to_be_visible()
+            dirk.sees("needs Polish")
+            visitor.sees("Another counsellor has taken over the chat")
+            assert "needs Polish" not in visitor.shown()
+
+            # End and wrap-up.
+            dirk.page.get_by_role("button", name="End chat").click()
+            expect(dirk.page).to_have_url(server.staff_url + f"wrapup/{cid}")
+            dirk.page.get_by_label("real", exact=True).check()
+            dirk.page.get_by_label("16-17", exact=True).check()
+            dirk.page.get_by_label("labour", exact=True).check()
+            dirk.page.get_by_label("1-12 months", exact=True).check()
+            dirk.page.get_by_label("more than one", exact=True).check()
+            dirk.page.get_by_label("shelter", exact=True).check()
+            dirk.page.get_by_role("button", name="Save wrap-up").click(no_wait_after=True)
+            dirk.title_becomes("onionchat")
+            assert "needs Polish" not in visitor.shown()
+
+            # Statistics: exact counts, suppression being off.
+            stats_page = sam.page.context.new_page()  # sam's cookies; his live dashboard stays open
+            stats_page.goto(server.staff_url + "stats")
+
+            def row(caption: str, label: str) -> str:
+                table = stats_page.locator("table.stats", has=stats_page.locator("caption", has_text=caption))
+                return table.locator("tr", has=stats_page.get_by_role("rowheader", name=label, exact=True)) \
+                    .locator("td.num").first.inner_text().strip()
+
+            assert row("Chats offered", "answered") == "1"
+            assert row("Wrap-ups", "filed") == "1"
+            assert row("Kind of contact", "real") == "1"
+            for answer in ("16-17", "labour", "1-12 months", "more than one", "shelter"):
+                assert row("", answer) == "1", answer
+            total = stats_page.locator("table.stats", has=stats_page.locator("caption", has_text="Chats offered"))
+            expect(total.locator("tfoot td.num")).to_have_text("1")
+        finally:
+            for context in contexts:
+                context.close()
