@@ -147,8 +147,10 @@ def staff_login(page: Page, server: LiveServer, name: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     # The live dashboard refreshes itself into a held request at once, and while a page's own
     # navigation is pending Chromium answers no DevTools request about it: open the still copy.
-    page.get_by_role("button", name="Log in").click(no_wait_after=True)
-    page.wait_for_url(server.staff_url, wait_until="commit", timeout=LOGIN_MS)
+    # Wait for that first self-refresh to be in flight: a refresh still to come would replace
+    # the still copy opened next.
+    with page.expect_request(lambda r: r.url.startswith(server.staff_url + "?v="), timeout=LOGIN_MS):
+        page.get_by_role("button", name="Log in").click(no_wait_after=True)
     go(page, server.staff_url + "?paused=1")
     expect(page.locator("h1")).to_have_text(re.compile("Dashboard|Overzicht"))
 

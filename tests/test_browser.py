@@ -42,6 +42,9 @@ LOGIN_S = 30.0  # argon2id with production costs, on a busy machine, one login a
 DELIVERY_LIMIT_S = 1.0  # issue 2: "a message appears within a second of being sent"
 DELIVERY_SAMPLES = 10
 QUIET_HOLD_S = 1  # a short hold, so a quiet spell of several holds passes quickly
+CLICK_TRIES = 5  # clicks on the live dashboard before a press counts as broken (see press_on_dashboard)
+CLICK_ANSWER_MS = 3_000  # how long a pressed button may take to send its form
+DASHBOARD_TITLE = re.compile(r"(URGENT )?(\(\d+\) )?onionchat")  # "Log in – onionchat" is not one
 
 OpenPage = Callable[..., Page]
 
@@ -356,14 +359,26 @@ class Counsellor:
         return until(shows, f"the dashboard showing {text!r}")
 
     def press_on_dashboard(self, name: str) -> None:
-        """Press the live dashboard's button ``name`` with the mouse, where the still copy has it."""
-        twin = self.still_dashboard()
-        try:
-            box = twin.get_by_role("button", name=name).bounding_box()
-            assert box is not None, f"{name} is not on the dashboard"
-        finally:
-            twin.close()
-        self.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        """Press the live dashboard's button ``name`` with the mouse, where the still copy has it.
+
+        A click that lands while the dashboard is swapping to its next version is dropped by
+        the browser (it takes no input until the new version is painted); a person sees that
+        nothing happened and clicks again, and so does this, looking the button up afresh.
+        """
+        for _ in range(CLICK_TRIES):
+            twin = self.still_dashboard()
+            try:
+                box = twin.get_by_role("button", name=name).bounding_box()
+                assert box is not None, f"{name} is not on the dashboard"
+            finally:
+                twin.close()
+            try:
+                with self.page.expect_request(lambda r: r.method == "POST", timeout=CLICK_ANSWER_MS):
+                    self.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                return
+            except PlaywrightTimeout:
+                continue
+        raise AssertionError(f"pressing {name!r} on the live dashboard sent nothing in {CLICK_TRIES} tries")
 
     def accept(self, nickname: str) -> None:
         """Accept the waiting visitor from the dashboard; the chat page opens."""

@@ -25,6 +25,7 @@ with warnings.catch_warnings():
     # imports telnetlib); nothing of ours is hidden by this.
     warnings.filterwarnings("ignore", "distro.linux_distribution", DeprecationWarning)
     warnings.filterwarnings("ignore", "'telnetlib' is deprecated", DeprecationWarning)
+    from marionette_driver import errors as marionette_errors
     from marionette_driver.by import By
     from marionette_driver.marionette import Marionette, WebElement
     from marionette_driver.wait import Wait
@@ -196,7 +197,11 @@ def frame_text(client: Marionette, selector: str) -> str:
 
 
 def wait(client: Marionette, condition: Callable[[Marionette], Any], what: str, timeout: float = STEP_S) -> Any:
-    return Wait(client, timeout=timeout, interval=0.02).until(condition, message=what)
+    # A self-updating frame replaces its document while it is being read: the element just
+    # found can be gone (stale) or not there yet; the next look sees the new document.
+    swapped = (marionette_errors.StaleElementException, marionette_errors.NoSuchElementException,
+               marionette_errors.NoSuchFrameException)
+    return Wait(client, timeout=timeout, interval=0.02, ignored_exceptions=swapped).until(condition, message=what)
 
 
 def test_a_whole_conversation_in_firefox_esr_with_javascript_off(firefox: Marionette,
