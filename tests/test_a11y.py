@@ -8,7 +8,6 @@ JavaScript off, as at Tor Browser's Safest.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,21 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Frame, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Frame, Page, ViewportSize, expect
 
+from tests.chromium import DESKTOP, PHONE, launched
 from tests.liveserver import LiveServer, NeutralPage, live_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("ONIONCHAT_CHROMIUM", "/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 AXE = Path(__file__).resolve().parent / "data" / "axe-core" / "axe.min.js"
 # WCAG 2.0, 2.1 and 2.2, levels A and AA: every rule axe tags with these.
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-PHONE = {"width": 360, "height": 740}
-DESKTOP = {"width": 1280, "height": 800}
 STEP_MS = 5000
 LOGIN_MS = 30_000  # argon2id at production cost (64 MiB, t=4) on a busy 2-core machine
 PASSWORD = "correct horse battery staple 42"
@@ -42,17 +37,12 @@ START = {"en": "Start chat", "nl": "Chat beginnen", "ar": "ابدأ المحاد
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One chromium for the module; a missing chromium fails in CI (conftest) and skips elsewhere."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    expect.set_options(timeout=STEP_MS)
+    """One chromium for the module."""
     with pytest.MonkeyPatch.context() as env:
         # Self-updating pages always have their next (held) navigation in flight; act on what is shown.
         env.setenv("PLAYWRIGHT_SKIP_NAVIGATION_CHECK", "1")
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        with launched(STEP_MS) as chromium:
             yield chromium
-            chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +62,10 @@ class Browsers:
     browser: Browser
     contexts: list[BrowserContext]
 
-    def page(self, *, script: bool, viewport: dict[str, int] | None = None) -> Page:
+    def page(self, *, script: bool, viewport: ViewportSize | None = None) -> Page:
         """A page in a fresh private context; ``script``: JavaScript on and CSP bypassed (axe only)."""
         context = self.browser.new_context(java_script_enabled=script, bypass_csp=script,
-                                           viewport=viewport or DESKTOP)  # type: ignore[arg-type]
+                                           viewport=viewport or DESKTOP)
         context.set_default_timeout(STEP_MS)
         self.contexts.append(context)
         return context.new_page()
@@ -304,7 +294,7 @@ def test_keyboard_skip_link_visible_focus_and_order(server: LiveServer, browsers
 @pytest.mark.parametrize("viewport", [PHONE, {"width": 640, "height": 400}, {"width": 320, "height": 640}],
                          ids=["phone-360x740", "zoom-200pc", "reflow-320"])
 def test_no_page_scrolls_sideways_and_the_compose_box_is_reachable(server: LiveServer, browsers: Browsers,
-                                                                   viewport: dict[str, int]) -> None:
+                                                                   viewport: ViewportSize) -> None:
     """360x740 (a phone); 640 px wide = 1280 px at 200% zoom; 320 px = WCAG's reflow width."""
     problems: list[str] = []
     for lang in ("en", "ar"):
@@ -391,7 +381,7 @@ def test_screenshots_of_the_main_pages_at_phone_and_desktop_widths(server: LiveS
         page.frame_locator(".compose-frame").locator("#text").fill("typed but not sent")
         shoot(page, f"chat-{lang}-{width}")
         if lang == "en":
-            staff.set_viewport_size(viewport)  # type: ignore[arg-type]
+            staff.set_viewport_size(viewport)
             go(staff, f"{server.staff_url}chat/{cid}")
             staff.frame_locator(".messages-frame").get_by_text("I am not sure").wait_for()
             shoot(staff, f"staff-chat-{width}")

@@ -12,21 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from tests.chromium import DESKTOP, launched
 from tests.liveserver import live_server
-from tests.test_browser import (
-    CHROMIUM,
-    DASHBOARD_TITLE,
-    DESKTOP,
-    LAUNCH_ARGS,
-    LOGIN_S,
-    STEP_MS,
-    Counsellor,
-    Visitor,
-    in_ci,
-    until,
-)
+from tests.test_browser import STEP_MS, Counsellor, Visitor, until
 
 pytestmark = pytest.mark.browser
 
@@ -35,26 +25,9 @@ CANNED_TEXT = "You are not alone. We can help you find a safe place."
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One chromium for the module (a missing one fails in CI, see tests/conftest.py)."""
-    if not Path(CHROMIUM).is_file():
-        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    expect.set_options(timeout=STEP_MS)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+    """One chromium for the module."""
+    with launched(STEP_MS) as chromium:
         yield chromium
-        chromium.close()
-
-
-def log_in(staff: Counsellor, name: str) -> None:
-    """Counsellor.log_in, but the dashboard's title may count the waiting line ("(1) onionchat")."""
-    staff.page.goto(staff.server.staff_url + "login")
-    staff.page.get_by_label("Username").fill(name)
-    staff.page.get_by_label("Password").fill(staff.server.accounts[name])
-    staff.page.get_by_role("button", name="Log in").click(no_wait_after=True)
-    until(lambda: DASHBOARD_TITLE.fullmatch(staff.screen.tab_title()) is not None, f"{name}'s dashboard", LOGIN_S)
 
 
 def test_urgent_canned_transfer_wrapup_stats(tmp_path: Path, browser: Browser) -> None:
@@ -72,7 +45,7 @@ def test_urgent_canned_transfer_wrapup_stats(tmp_path: Path, browser: Browser) -
     contexts: list[BrowserContext] = []
 
     def new_page() -> Page:
-        context = browser.new_context(java_script_enabled=False, viewport=DESKTOP)  # type: ignore[arg-type]
+        context = browser.new_context(java_script_enabled=False, viewport=DESKTOP)
         context.set_default_timeout(STEP_MS)
         contexts.append(context)
         return context.new_page()
@@ -93,9 +66,9 @@ def test_urgent_canned_transfer_wrapup_stats(tmp_path: Path, browser: Browser) -
             twin.close()
 
             carla = Counsellor(new_page(), server)
-            log_in(carla, "carla")
+            carla.log_in("carla")
             dirk = Counsellor(new_page(), server)
-            log_in(dirk, "dirk")
+            dirk.log_in("dirk")
             carla.accept("Mira")
             cid = carla.page.url.rstrip("/").rsplit("/", 1)[-1]
             visitor.sees("A counsellor has joined the chat.")
