@@ -16,10 +16,14 @@ import unicodedata
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from onionchat.config import LimitsConfig
 from onionchat.errors import ChatError, LimitReached, NotFound
 from onionchat.throttle import Throttle
+
+if TYPE_CHECKING:
+    from onionchat.render import Rendered
 
 # Unambiguous consonants and vowels that read the same in most European languages and are
 # easy to type on any phone keyboard: 70 syllables, 4,900 two-syllable words, and four
@@ -173,7 +177,8 @@ class Conversation:
     staff_seen: int = 0  # last message seq the counsellor's frame showed (for 'new' marks)
     sent_times: deque[float] = field(default_factory=deque)
     # Rendered pages per audience, valid for one version: polls serve bytes, not templates.
-    rendered: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    # They live here so that forgetting the conversation forgets them too.
+    rendered: dict[str, Rendered] = field(default_factory=dict)
     _changed: Changes = field(default_factory=Changes)  # any change (staff frames)
     _visitor_changed: Changes = field(default_factory=Changes)  # changes the visitor can see
 

@@ -10,7 +10,6 @@ request per change or per hold period.
 from __future__ import annotations
 
 import asyncio
-import html
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -29,7 +28,7 @@ class Frame:
 
     stamp: Callable[[], str]
     wait: Waiter
-    render: Callable[[str, str], bytes]  # (stamp, refresh url) -> page bytes
+    render: Callable[[str, str], bytes]  # (stamp, next URL or "") -> page bytes
     path: str
     final: Callable[[], bool] = lambda: False  # True: the page never changes again
 
@@ -46,8 +45,6 @@ class FrameSource(Protocol):
 
 
 HTML: Final = "text/html; charset=utf-8"
-REFRESH_SLOT: Final = "/@refresh@"  # where a frame's page carries its next URL
-REFRESH_SLOT_BYTES: Final = REFRESH_SLOT.encode()
 
 
 def next_check(request: web.Request) -> int:
@@ -89,10 +86,8 @@ async def serve_frame(request: web.Request, frame: FrameSource) -> web.Response:
     turn = "1" if query.get("p") == "0" else "0"
     url = f"{path}{'&' if '?' in path else '?'}v={quote(stamp)}&p={turn}#latest"
     live = not paused and not frame.final()
-    body = frame.render(stamp, REFRESH_SLOT if live else "")
-    if live:
-        # Pages are rendered (and cached) once per stamp with a placeholder; only the URL changes.
-        body = body.replace(REFRESH_SLOT_BYTES, html.escape(url).encode())
+    # Frames that are polled a lot cache their pages per stamp and per next URL (render.Rendered).
+    body = frame.render(stamp, url if live else "")
     # Headers given whole: cheaper per poll than content_type= and charset= (measured).
     headers = {"Content-Type": HTML}
     if live:

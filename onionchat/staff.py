@@ -10,6 +10,7 @@ from onionchat.chat import Author, Conversation, EndReason, Message, NoteKind, S
 from onionchat.errors import ChatError
 from onionchat.pages import language, page, see_other
 from onionchat.poll import Frame, next_check, serve_frame, wait_any
+from onionchat.render import Rendered
 from onionchat.security import ERRORS, Refused, read_form
 from onionchat.sessions import Session
 
@@ -146,21 +147,22 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
     holder = conv.counsellor == account.name
     lang = language(request, websession.current(request))
 
+    def page(refresh_url: str) -> bytes:
+        timeline: list[Message | StaffNote] = sorted([*conv.messages, *conv.notes], key=lambda item: item.at)
+        return renderer.render("staff/messages.html", lang, conv=conv, refresh_url=refresh_url,
+                               timeline=timeline, wrapup_due=any(
+                                   cid == conv.id for cid, _ in request.app[keys.STATS].pending_for(account.name)),
+                               paused=paused, check=check, Author=Author, State=State, EndReason=EndReason,
+                               NoteKind=NoteKind, site="staff").encode()
+
     def render(current: str, url: str) -> bytes:
         if holder:
             conv.staff_seen = conv.messages[-1].seq if conv.messages else 0
         key = (f"staff-paused{check}" if paused else "staff") + f"-{lang}" + ("" if holder else f"-{account.name}")
         cached = conv.rendered.get(key)
-        if cached is not None and cached[0] == current:
-            return cached[1]
-        timeline: list[Message | StaffNote] = sorted([*conv.messages, *conv.notes], key=lambda item: item.at)
-        body = renderer.render("staff/messages.html", lang, conv=conv, refresh_url=url,
-                               timeline=timeline, wrapup_due=any(
-                                   cid == conv.id for cid, _ in request.app[keys.STATS].pending_for(account.name)),
-                               paused=paused, check=check, Author=Author, State=State, EndReason=EndReason,
-                               NoteKind=NoteKind, site="staff").encode()
-        conv.rendered[key] = (current, body)
-        return body
+        if cached is None or not cached.fits(current, url):
+            cached = conv.rendered[key] = Rendered(current, bool(url), page)
+        return cached.body(url)
 
     conv.touch()
     return Frame(stamp=lambda: str(conv.version), wait=lambda t: conv.waiter()(t), render=render,

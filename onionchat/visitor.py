@@ -13,6 +13,7 @@ from onionchat.chat import Author, Conversation, EndReason, State, VisitorView
 from onionchat.errors import ChatError, NotFound
 from onionchat.pages import language, page, see_other
 from onionchat.poll import next_check, serve_frame, wait_any
+from onionchat.render import Rendered
 from onionchat.security import ERRORS, Refused, read_form
 from onionchat.sessions import Session
 
@@ -199,22 +200,25 @@ class MessagesFrame:
         conv = self.conv
         # The language is part of the key: a resumed chat can be open in two languages at once.
         key = (f"visitor-paused{self.check}-" if self.paused else "visitor-") + self.lang
-        if conv is not None:
-            cached = conv.rendered.get(key)
-            if cached is not None and cached[0] == current:
-                return cached[1]
+        if conv is None:
+            return self.page(url)
+        cached = conv.rendered.get(key)
+        if cached is None or not cached.fits(current, url):
+            cached = conv.rendered[key] = Rendered(current, bool(url), self.page)
+        return cached.body(url)
+
+    def page(self, refresh_url: str) -> bytes:
+        """Render the page afresh."""
+        conv = self.conv
         request = self.request
         staff = request.app[keys.STAFF_SESSIONS]
         position = self.store.position(conv) if conv is not None else 0
-        body = request.app[keys.RENDERER].render(
+        return request.app[keys.RENDERER].render(
             "visitor/messages.html", self.lang, site="visitor",
             conv=conv.visitor_view() if conv is not None else None, position=position,
-            wait=wait_minutes(request, position) if position else 0, refresh_url=url,
+            wait=wait_minutes(request, position) if position else 0, refresh_url=refresh_url,
             nobody=not staff.staff_available(),
             paused=self.paused, check=self.check, Author=Author, State=State, EndReason=EndReason).encode()
-        if conv is not None:
-            conv.rendered[key] = (current, body)
-        return body
 
     def final(self) -> bool:
         """True once the conversation has ended or is gone: the page never changes again."""
