@@ -44,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     logs.setup(config.server.log_level)
     server.disable_core_dumps()
+    server.allow_open_files(config)
     storage.ensure_dir(config.data_dir)
     asyncio.run(server.run(config, local=args.local))
     return 0

@@ -32,6 +32,33 @@ def disable_core_dumps() -> None:
             libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
+# Every held frame is an open connection (a visitor's, a counsellor's dashboard and chats), and
+# a slow or idle client holds one too. The usual soft limit of 1,024 open files would turn
+# visitors away long before [limits] does; the hard limit is the administrator's to set.
+OPEN_FILES_WANTED: Final = 65_536
+
+
+def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> int:
+    """Raise the soft limit on open files to ``wanted`` (at most the hard limit); the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def allow_open_files(config: Config) -> int:
+    """Raise the open-file limit; warn when it stays below what a full house may hold."""
+    files = raise_open_file_limit()
+    # A generous estimate: frames and spare connections per conversation, the waiting line, staff.
+    needed = config.limits.conversations * 4 + config.limits.queue_length * 2 + 256
+    if files < needed:
+        log.warning("only %d open files are allowed, fewer than a full house may need (%d); raise the "
+                    "hard limit (systemd: LimitNOFILE)", files, needed)
+    return files
+
+
 # No access log, ever: it would record every visitor request (and aiohttp's format has the
 # client address and user agent). Tests run their servers with these same options.
 PRIVATE_RUNNER: Final[dict[str, Any]] = {"access_log": None}

@@ -50,6 +50,8 @@ def render_unit(*, executable: str, mode: str, user: str = DEFAULT_USER, data_di
         "",
         "# Chat text lives only in memory: never let a crash write it to a core file.",
         "LimitCORE=0",
+        "# Every held frame is an open connection; onionchat raises its soft limit up to this.",
+        "LimitNOFILE=65536",
         "UMask=0077",
         "PrivateTmp=yes",
         "",

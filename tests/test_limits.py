@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import resource
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from onionchat.app import Services, create_app
 from onionchat.config import Config
+from onionchat.server import OPEN_FILES_WANTED
 from tests.conftest import Site, make_services, private_client, start_chat, with_limits
+from tests.liveserver import LOOPBACK, live_server
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -156,3 +163,57 @@ async def test_sessions_all_chatting_refuse_a_newcomer_clearly(config: Config,
     response, page = await newcomer.get("/")
     assert response.status == 503 and "Very busy right now" in page
     await helpline.still_works()
+
+
+FULL_HOUSE = 1_200  # connections open at once: more than the usual soft limit of 1,024 open files
+SHELL_SOFT_LIMIT = 1_024
+
+
+async def all_answered(url: str, count: int) -> int:
+    """Open ``count`` connections and keep them all open; then one request on each. How many got 200."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or LOOPBACK, parts.port or 80
+    streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"GET /static/style.css HTTP/1.1\r\nHost: onion\r\n\r\n")
+        return (await reader.readline()).startswith(b"HTTP/1.1 200")
+
+    try:
+        async with asyncio.timeout(60):  # a server out of file descriptors never accepts the rest
+            for start in range(0, count, 100):  # in batches: the listen backlog is finite
+                streams += await asyncio.gather(*(asyncio.open_connection(host, port)
+                                                  for _ in range(min(100, count - start))))
+            return sum(await asyncio.gather(*(ask(r, w) for r, w in streams)))
+    finally:
+        for _, writer in streams:
+            writer.close()
+
+
+@contextlib.contextmanager
+def soft_file_limit(limit: int) -> Iterator[None]:
+    """Run this process (and what it starts meanwhile) with a soft open-file limit of at most ``limit``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, soft), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_full_house_of_connections_gets_through_despite_a_low_soft_file_limit(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    expected = min(OPEN_FILES_WANTED, hard) if hard != resource.RLIM_INFINITY else OPEN_FILES_WANTED
+    with contextlib.ExitStack() as stack:
+        with soft_file_limit(SHELL_SOFT_LIMIT):  # started the way a shell or systemd leaves it
+            server = stack.enter_context(live_server(tmp_path))
+        limits = Path(f"/proc/{server.process.pid}/limits").read_text()
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        assert int(line.split()[3]) == expected, line
+        if expected < FULL_HOUSE + 100:
+            # A machine whose hard limit is low: the administrator is told at start-up.
+            assert "open files are allowed" in server.log
+        else:
+            assert soft >= FULL_HOUSE + 100, "this test's own process needs the file descriptors"
+            assert asyncio.run(all_answered(server.visitor_url, FULL_HOUSE)) == FULL_HOUSE
+            assert "open files are allowed" not in server.log

@@ -494,7 +494,7 @@ def test_onion_show_prints_both_addresses_and_a_qr_code(tmp_path: Path, capsys: 
 @pytest.mark.parametrize("mode", ["launch", "control"])
 def test_systemd_unit_sandbox(mode: str) -> None:
     unit = render_unit(executable="/usr/bin/onionchat", mode=mode)
-    for line in ("User=onionchat", "LimitCORE=0", "PrivateTmp=yes", "ProtectSystem=strict",
+    for line in ("User=onionchat", "LimitCORE=0", "LimitNOFILE=65536", "PrivateTmp=yes", "ProtectSystem=strict",
                  "ReadWritePaths=/var/lib/onionchat", "NoNewPrivileges=yes", "ProtectHome=yes",
                  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "Restart=on-failure",
                  "ExecStart=/usr/bin/onionchat serve --config /var/lib/onionchat/onionchat.toml"):
