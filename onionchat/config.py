@@ -60,6 +60,9 @@ class LimitsConfig:
     conversations: int = setting(500, "Conversations (waiting and open) in memory at once.", lo=1, hi=1_000_000)
     sessions: int = setting(5000, "Visitor sessions in memory at once.", lo=1, hi=1_000_000)
     body_bytes: int = setting(16384, "Largest request body accepted, in bytes.", lo=1024, hi=10_000_000)
+    connection_idle_seconds: int = setting(60, "A connection that has not sent a whole request for this long is "
+                                               "closed, so slow or silent clients hold nothing (held frames are "
+                                               "not affected).", lo=5, hi=3600)
     nickname_length: int = setting(40, "Longest nickname, in characters.", lo=1, hi=200)
     idle_minutes: int = setting(30, "A conversation nobody writes in or looks at for this long is ended "
                                     "and wiped.", lo=1, hi=24 * 60)

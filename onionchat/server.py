@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from aiohttp import web, web_protocol
 
+from onionchat import keys
 from onionchat.app import Services, build_services, create_app
 from onionchat.config import Config
 from onionchat.security import NO_STORE, SECURITY_HEADERS
@@ -87,9 +88,14 @@ def harden_protocol_errors() -> None:
 
 
 async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Listen with no access log and a bounded shutdown."""
+    """Listen with no access log, a bounded shutdown, and no room for idle or dribbling clients."""
     harden_protocol_errors()
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0, **PRIVATE_RUNNER)
+    # aiohttp's keep-alive timer also runs from a connection's start and while a request's
+    # head is still arriving, so it bounds how long a client may take to send a request; its
+    # default for an AppRunner is an hour.
+    idle = app[keys.CONFIG].limits.connection_idle_seconds
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0, keepalive_timeout=idle,
+                           **PRIVATE_RUNNER)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
     return runner

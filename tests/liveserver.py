@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 LOOPBACK = "127.0.0.1"
 # Linux takes outgoing source ports from 32768-60999 (/proc/sys/net/ipv4/ip_local_port_range):
 # a port picked there can be grabbed by any outgoing connection before we bind it.
@@ -219,6 +221,25 @@ def live_server(tmp: Path, settings: Mapping[str, Mapping[str, Any]] | None = No
         code = server.stop()
     assert code == 0, f"onionchat serve exited with {code} after SIGTERM:\n{server.log}"
     assert "Traceback" not in server.log, f"onionchat serve printed a traceback:\n{server.log}"
+
+
+async def visitor_in_chat(server: LiveServer, nickname: str) -> str:
+    """A visitor who pressed Start chat, as a browser does it; their Cookie header."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(server.visitor_url) as response:
+            token = re.search(r'name="_csrf" value="([^"]+)"', await response.text())
+        assert token is not None
+        async with browser.post(server.visitor_url + "start",
+                                data={"_csrf": token.group(1), "nickname": nickname}) as response:
+            assert response.status == 200  # followed the redirect to the chat page
+        return "; ".join(f"{c.key}={c.value}" for c in browser.cookie_jar)
+
+
+async def next_frame_url(server: LiveServer, cookie: str) -> str:
+    """The visitor's messages frame now; the URL its Refresh asks for next (held until a change)."""
+    async with aiohttp.ClientSession() as browser, \
+            browser.get(server.visitor_url + "chat/messages", headers={"Cookie": cookie}) as response:
+        return response.headers["Refresh"].split("url=", 1)[1].split("#")[0]
 
 
 class NeutralPage:

@@ -8,19 +8,16 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import aiohttp
-
 from onionchat.accounts import AccountStore, Role
 from onionchat.stats import Stats
 from tests.conftest import PASSWORD, fast_hasher
-from tests.liveserver import live_server
+from tests.liveserver import live_server, next_frame_url, visitor_in_chat
 
 KILLS = 100 if os.environ.get("ONIONCHAT_FUZZ") == "full" else 30
 
@@ -166,21 +163,10 @@ async def test_sigterm_tells_open_chats_and_exits_within_seconds(tmp_path: Path)
     with live_server(tmp_path, {"poll": {"hold_seconds": 30}, "hours": {"open_without_staff": True}},
                      {"carla": "counsellor"}) as server:
         port = int(server.visitor_url.rstrip("/").rsplit(":", 1)[1])
-        cookies = []
-        for nickname in ("Ana", "Ben"):
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-                async with browser.get(server.visitor_url) as response:
-                    token = re.search(r'name="_csrf" value="([^"]+)"', await response.text())
-                assert token is not None
-                async with browser.post(server.visitor_url + "start", data={"_csrf": token.group(1),
-                                                                            "nickname": nickname}) as response:
-                    assert response.status == 200  # followed the redirect to the chat page
-                cookies.append("; ".join(f"{c.key}={c.value}" for c in browser.cookie_jar))
+        cookies = [await visitor_in_chat(server, nickname) for nickname in ("Ana", "Ben")]
         held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         for cookie in cookies:  # both chats exist now: nothing changes until the signal
-            async with aiohttp.ClientSession() as browser, \
-                    browser.get(server.visitor_url + "chat/messages", headers={"Cookie": cookie}) as response:
-                refresh = response.headers["Refresh"].split("url=", 1)[1].split("#")[0]
+            refresh = await next_frame_url(server, cookie)
             # The frame's next request, held (up to 30 s) until something changes, as a browser's is.
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(f"GET {refresh} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n".encode())

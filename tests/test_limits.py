@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import resource
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,7 +19,7 @@ from onionchat.app import Services, create_app
 from onionchat.config import Config
 from onionchat.server import OPEN_FILES_WANTED
 from tests.conftest import Site, make_services, private_client, start_chat, with_limits
-from tests.liveserver import LOOPBACK, live_server
+from tests.liveserver import LOOPBACK, live_server, next_frame_url, visitor_in_chat
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -217,3 +218,42 @@ def test_a_full_house_of_connections_gets_through_despite_a_low_soft_file_limit(
             assert soft >= FULL_HOUSE + 100, "this test's own process needs the file descriptors"
             assert asyncio.run(all_answered(server.visitor_url, FULL_HOUSE)) == FULL_HOUSE
             assert "open files are allowed" not in server.log
+
+
+async def test_silent_and_dribbling_clients_are_cut_off_while_a_held_frame_is_answered(tmp_path: Path) -> None:
+    idle = 5  # the least the setting allows
+    settings: dict[str, dict[str, Any]] = {"limits": {"connection_idle_seconds": idle},
+                                           "poll": {"hold_seconds": idle * 2},
+                                           "hours": {"open_without_staff": True}}
+    with live_server(tmp_path, settings) as server:
+        parts = urlsplit(server.visitor_url)
+        host, port = parts.hostname or LOOPBACK, parts.port or 80
+        cookie = await visitor_in_chat(server, "Ana")
+        refresh = await next_frame_url(server, cookie)
+        # Ana's frame asks for its next version: held for twice the idle time, as nothing changes.
+        frame_reader, frame_writer = await asyncio.open_connection(host, port)
+        frame_writer.write(f"GET {refresh} HTTP/1.1\r\nHost: onion\r\nCookie: {cookie}\r\n\r\n".encode())
+        silent_reader, silent_writer = await asyncio.open_connection(host, port)  # connects, sends nothing
+        slow_reader, slow_writer = await asyncio.open_connection(host, port)
+
+        async def dribble() -> None:
+            """A request head that never ends: one byte every half second."""
+            slow_writer.write(b"GET / HTTP/1.1\r\n")
+            for byte in itertools.cycle(b"X-Slow: a\r\n"):
+                slow_writer.write(bytes([byte]))
+                await slow_writer.drain()
+                await asyncio.sleep(0.5)
+
+        dribbling = asyncio.create_task(dribble())
+        try:
+            async with asyncio.timeout(idle * 6):  # aiohttp's own default would keep them for an hour
+                silent, slow, frame = await asyncio.gather(silent_reader.read(), slow_reader.read(),
+                                                           frame_reader.readline())
+        finally:
+            dribbling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await dribbling
+            for writer in (frame_writer, silent_writer, slow_writer):
+                writer.close()
+        assert silent == b"" and slow == b"", "closed without an answer"
+        assert frame.startswith(b"HTTP/1.1 200"), frame
