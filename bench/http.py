@@ -42,9 +42,15 @@ class Response:
 
 
 class Connection(asyncio.Protocol):
-    """One TCP connection to 127.0.0.1, one request at a time (as a browser frame does)."""
+    """One TCP connection to 127.0.0.1, one request at a time (as a browser frame does).
 
-    def __init__(self) -> None:
+    Like a browser, it connects again when the server has closed it while idle (the server
+    closes connections without a request after ``[limits] connection_idle_seconds``).
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.ended_by_us = False
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._waiter: asyncio.Future[Response] | None = None
@@ -54,10 +60,17 @@ class Connection(asyncio.Protocol):
     @classmethod
     async def open(cls, port: int, timeout: float = 10.0) -> Connection:
         """Connect to 127.0.0.1:``port``."""
-        loop = asyncio.get_running_loop()
+        connection = cls(port)
+        await connection.connect(timeout)
+        return connection
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        """(Re)connect this protocol object to the server."""
+        self._buffer.clear()
+        self._head = None
+        self.closed = False
         async with asyncio.timeout(timeout):
-            _, protocol = await loop.create_connection(cls, "127.0.0.1", port)
-        return protocol
+            await asyncio.get_running_loop().create_connection(lambda: self, "127.0.0.1", self.port)
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -81,12 +94,16 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         self.closed = True
+        self.ended_by_us = True
 
     async def request(self, method: str, path: str, *, cookie: str = "", form: dict[str, str] | None = None,
                       timeout: float = 30.0) -> Response:
         """Send one request and wait (at most ``timeout`` seconds) for its whole answer."""
-        if self.closed or self.transport is None:
+        if self.ended_by_us:
             raise HttpError("connection is closed")
+        if self.closed or self.transport is None:
+            await self.connect()  # closed by the server while idle, as a browser would find it
+        assert self.transport is not None
         if self._waiter is not None:
             raise HttpError("one request at a time")
         lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]

@@ -28,8 +28,11 @@ DRAIN_SECONDS = 5.0  # after the last send, how long a message may still take be
 def limits(conversations: int) -> dict[str, dict[str, Any]]:
     """Config settings that let one process hold ``conversations`` chats and their sessions."""
     return {
+        # Set-up leaves the visitors' connections idle for minutes before their frames start
+        # polling (a browser's frame polls at once); the idle limit must not cut them meanwhile.
         "limits": {"conversations": conversations + 100, "queue_length": conversations + 100,
-                   "sessions": conversations * 2 + 100, "messages_per_minute": 10_000},
+                   "sessions": conversations * 2 + 100, "messages_per_minute": 10_000,
+                   "connection_idle_seconds": 3600},
         "staff": {"max_chats": MAX_CHATS, "login_attempts": 1000},
         "poll": {"mode": "hold", "hold_seconds": HOLD_SECONDS},
     }
