@@ -18,7 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.proc import PASSWORD, Server, make_accounts, raise_fd_limit
+from bench.proc import PASSWORD, Server, make_accounts
+from onionchat.server import raise_open_file_limit
 
 CSRF_RE = re.compile(r'name="_csrf" value="([^"]+)"')
 TEXT_RE = re.compile(r'<li class="msg from-(visitor|staff)[^"]*"[^>]*>.*?<span class="text"[^>]*>([^<]*)</span>', re.S)
@@ -198,7 +199,7 @@ async def answer(browser: Browser, cid: str, run: Run, deadline: float) -> None:
 
 async def main(args: argparse.Namespace) -> int:
     """Run the load, print the figures; 0 only with zero errors and every chat intact."""
-    limit = raise_fd_limit(40000)
+    limit = raise_open_file_limit(40000)
     work = Path(tempfile.mkdtemp(prefix="onionchat-load-"))
     names = [f"c{n:02d}" for n in range(args.counsellors)]
     per = -(-args.visitors // args.counsellors)

@@ -28,15 +28,6 @@ PORT_BASE = 21000
 _next_port = PORT_BASE
 
 
-def raise_fd_limit(want: int = 20000) -> int:
-    """Raise this process's open-file limit (children inherit it: the server needs 10,000+)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(want, hard) if hard != resource.RLIM_INFINITY else want
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 def free_port() -> int:
     """The next port from PORT_BASE up that nothing listens on."""
     global _next_port  # a counter for one bench run

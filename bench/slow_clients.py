@@ -22,7 +22,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.proc import PASSWORD, Server, make_accounts, raise_fd_limit
+from bench.proc import PASSWORD, Server, make_accounts
+from onionchat.server import raise_open_file_limit
 
 CSRF_RE = re.compile(r'name="_csrf" value="([^"]+)"')
 
@@ -99,7 +100,7 @@ def summary(name: str, values: list[float]) -> str:
 
 async def main(args: argparse.Namespace) -> int:
     """Measure without, then with the slow connections; 0 if delivery is not slowed by 100 ms."""
-    raise_fd_limit(20000)
+    raise_open_file_limit(20000)
     work = Path(tempfile.mkdtemp(prefix="onionchat-slow-"))
     server = Server(work, "server", {"poll": {"hold_seconds": 20}, "hours": {"open_without_staff": True},
                                      "staff": {"max_chats": 50},

@@ -108,8 +108,12 @@ async def private_client(aiohttp_client: AiohttpClient, app: web.Application) ->
     return await aiohttp_client(server)
 
 
+NewVisitor = Callable[[], Awaitable[Site]]  # the new_visitor fixture
+NewStaff = Callable[[str], Awaitable[Site]]  # the new_staff fixture
+
+
 @pytest.fixture
-def new_visitor(aiohttp_client: AiohttpClient, services: Services) -> Callable[[], Awaitable[Site]]:
+def new_visitor(aiohttp_client: AiohttpClient, services: Services) -> NewVisitor:
     """Factory: a fresh visitor browser (own cookie jar) on the visitor site."""
     app = create_app(services, "visitor")
 
@@ -122,7 +126,7 @@ def new_visitor(aiohttp_client: AiohttpClient, services: Services) -> Callable[[
 
 
 @pytest.fixture
-def new_staff(aiohttp_client: AiohttpClient, services: Services) -> Callable[[str], Awaitable[Site]]:
+def new_staff(aiohttp_client: AiohttpClient, services: Services) -> NewStaff:
     """Factory: a staff browser logged in as ``name``."""
     app = create_app(services, "staff")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -110,6 +111,11 @@ class LiveServer:
     log_path: Path
     process: subprocess.Popen[bytes]
     accounts: dict[str, str] = field(default_factory=dict)  # name -> password
+
+    @property
+    def visitor_port(self) -> int:
+        """The visitor site's port on 127.0.0.1 (for raw connections)."""
+        return urlsplit(self.visitor_url).port or 80
 
     @property
     def log(self) -> str:

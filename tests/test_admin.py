@@ -5,27 +5,30 @@ from __future__ import annotations
 import json
 import re
 import stat
-from collections.abc import Awaitable, Callable
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pyotp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from onionchat import cli
 from onionchat.accounts import AccountStore, Role, effective_max_chats
 from onionchat.app import Services, create_app
 from onionchat.canned import CannedReplies
 from onionchat.staff import signed_in
-from tests.conftest import PASSWORD, Site, fast_hasher, only, private_client, start_chat
+from tests.conftest import (
+    PASSWORD,
+    AiohttpClient,
+    NewStaff,
+    NewVisitor,
+    Site,
+    fast_hasher,
+    only,
+    private_client,
+    start_chat,
+)
 from tests.test_security import assert_safe
-
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
-NewStaff = Callable[[str], Awaitable[Site]]
-NewVisitor = Callable[[], Awaitable[Site]]
 
 # Routes anyone may reach: the login steps (the code and enrolment steps lead back to the
 # password without one), the stylesheet, logout (which only ends the caller's own session),
@@ -474,7 +477,7 @@ async def test_an_accounts_own_chat_limit_applies_when_accepting(new_visitor: Ne
 
 
 async def test_a_password_reset_signs_the_person_out_everywhere(
-        new_staff: Callable[[str], Awaitable[Site]], services: Services) -> None:
+        new_staff: NewStaff, services: Services) -> None:
     services.accounts.add("alex", PASSWORD, Role.ADMIN)
     dirk = await new_staff("dirk")
     admin_site = await new_staff("alex")

@@ -5,23 +5,16 @@ from __future__ import annotations
 import json
 import stat
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pyotp
 import pytest
-from aiohttp.test_utils import TestClient
 
 from onionchat.accounts import Role
 from onionchat.admin import AUDIT_PAGE
 from onionchat.app import Services, create_app
 from onionchat.audit import AuditLog
-from tests.conftest import PASSWORD, Site, only, private_client, start_chat
-
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
-NewStaff = Callable[[str], Awaitable[Site]]
-NewVisitor = Callable[[], Awaitable[Site]]
+from tests.conftest import PASSWORD, AiohttpClient, NewStaff, NewVisitor, Site, only, private_client, start_chat
 
 
 @pytest.fixture

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from onionchat.accounts import Role
 from onionchat.app import Services, create_app
 from onionchat.chat import Author, NoteKind
-from tests.conftest import PASSWORD, Site, only, private_client, start_chat
+from tests.conftest import PASSWORD, AiohttpClient, NewStaff, NewVisitor, Site, only, private_client, start_chat
 
-NewVisitor = Callable[[], Awaitable[Site]]
-NewStaff = Callable[[str], Awaitable[Site]]
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 CSRF_TEXT = "This form was too old or came from somewhere else"
 # POST routes that work without a form token on purpose: Quick exit must work in one tap from
 # any page (and the SameSite=Strict cookie keeps other sites from triggering it).

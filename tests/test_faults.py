@@ -162,7 +162,7 @@ def server_has_read(server_port: int, client_port: int) -> bool:
 async def test_sigterm_tells_open_chats_and_exits_within_seconds(tmp_path: Path) -> None:
     with live_server(tmp_path, {"poll": {"hold_seconds": 30}, "hours": {"open_without_staff": True}},
                      {"carla": "counsellor"}) as server:
-        port = int(server.visitor_url.rstrip("/").rsplit(":", 1)[1])
+        port = server.visitor_port
         cookies = [await visitor_in_chat(server, nickname) for nickname in ("Ana", "Ben")]
         held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         for cookie in cookies:  # both chats exist now: nothing changes until the signal

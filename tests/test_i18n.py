@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gettext
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
@@ -13,10 +12,8 @@ from onionchat import catalogs, i18n
 from onionchat.app import Services
 from onionchat.config import Config, VisitorConfig, from_mapping
 from onionchat.errors import ConfigError
-from tests.conftest import Site, only, start_chat
+from tests.conftest import NewStaff, NewVisitor, only, start_chat
 
-NewVisitor = Callable[[], Awaitable[Site]]
-NewStaff = Callable[[str], Awaitable[Site]]
 TRANSLATED = [lang for lang in i18n.LANGUAGES if lang != i18n.SOURCE_LANGUAGE]
 HTML_TAG = re.compile(r"<html lang=\"([a-z]+)\" dir=\"(ltr|rtl)\">")
 

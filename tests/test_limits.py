@@ -7,21 +7,17 @@ import contextlib
 import itertools
 import resource
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from onionchat.app import Services, create_app
 from onionchat.config import Config
 from onionchat.server import OPEN_FILES_WANTED
-from tests.conftest import Site, make_services, private_client, start_chat, with_limits
+from tests.conftest import AiohttpClient, Site, make_services, private_client, start_chat, with_limits
 from tests.liveserver import LOOPBACK, live_server, next_frame_url, visitor_in_chat
-
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 class Line:
@@ -170,10 +166,8 @@ FULL_HOUSE = 1_200  # connections open at once: more than the usual soft limit o
 SHELL_SOFT_LIMIT = 1_024
 
 
-async def all_answered(url: str, count: int) -> int:
+async def all_answered(port: int, count: int) -> int:
     """Open ``count`` connections and keep them all open; then one request on each. How many got 200."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or LOOPBACK, parts.port or 80
     streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -183,7 +177,7 @@ async def all_answered(url: str, count: int) -> int:
     try:
         async with asyncio.timeout(60):  # a server out of file descriptors never accepts the rest
             for start in range(0, count, 100):  # in batches: the listen backlog is finite
-                streams += await asyncio.gather(*(asyncio.open_connection(host, port)
+                streams += await asyncio.gather(*(asyncio.open_connection(LOOPBACK, port)
                                                   for _ in range(min(100, count - start))))
             return sum(await asyncio.gather(*(ask(r, w) for r, w in streams)))
     finally:
@@ -216,7 +210,7 @@ def test_a_full_house_of_connections_gets_through_despite_a_low_soft_file_limit(
             assert "open files are allowed" in server.log
         else:
             assert soft >= FULL_HOUSE + 100, "this test's own process needs the file descriptors"
-            assert asyncio.run(all_answered(server.visitor_url, FULL_HOUSE)) == FULL_HOUSE
+            assert asyncio.run(all_answered(server.visitor_port, FULL_HOUSE)) == FULL_HOUSE
             assert "open files are allowed" not in server.log
 
 
@@ -226,8 +220,7 @@ async def test_silent_and_dribbling_clients_are_cut_off_while_a_held_frame_is_an
                                            "poll": {"hold_seconds": idle * 2},
                                            "hours": {"open_without_staff": True}}
     with live_server(tmp_path, settings) as server:
-        parts = urlsplit(server.visitor_url)
-        host, port = parts.hostname or LOOPBACK, parts.port or 80
+        host, port = LOOPBACK, server.visitor_port
         cookie = await visitor_in_chat(server, "Ana")
         refresh = await next_frame_url(server, cookie)
         # Ana's frame asks for its next version: held for twice the idle time, as nothing changes.

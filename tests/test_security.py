@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from html.parser import HTMLParser
 
 import pytest
@@ -11,10 +10,8 @@ from aiohttp import ClientResponse
 
 from onionchat.app import Services
 from onionchat.chat import Author
-from tests.conftest import Site, only, start_chat
+from tests.conftest import NewStaff, NewVisitor, only, start_chat
 
-NewVisitor = Callable[[], Awaitable[Site]]
-NewStaff = Callable[[str], Awaitable[Site]]
 
 class ScriptFinder(HTMLParser):
     """Collects every way a page could run script: elements, handlers, javascript: URLs."""

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-from aiohttp.test_utils import TestClient
 
 from onionchat.app import Services, create_app
 from onionchat.chat import Author, State
-from tests.conftest import PASSWORD, Site, only, private_client, start_chat
-
-NewVisitor = Callable[[], Awaitable[Site]]
-NewStaff = Callable[[str], Awaitable[Site]]
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+from tests.conftest import PASSWORD, AiohttpClient, NewStaff, NewVisitor, Site, only, private_client, start_chat
 
 
 async def staff_site(aiohttp_client: AiohttpClient, services: Services) -> Site:

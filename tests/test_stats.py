@@ -11,7 +11,6 @@ import os
 import random
 import stat
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -27,10 +26,7 @@ from onionchat.config import Config, HoursConfig, LimitsConfig, ServerConfig, St
 from onionchat.errors import ChatError, ConfigError, StorageError
 from onionchat.stats import HIDDEN, LENGTH_BANDS, WAIT_BUCKETS, Stats, bucket_at, month_of, suppress, table
 from onionchat.statspage import QUESTIONS, report
-from tests.conftest import PASSWORD, Site, make_services, private_client
-
-NewStaff = Callable[[str], Awaitable[Site]]
-NewVisitor = Callable[[], Awaitable[Site]]
+from tests.conftest import PASSWORD, NewStaff, NewVisitor, Site, make_services, private_client
 
 
 def store_with(stats: Stats) -> ChatStore:

@@ -6,24 +6,20 @@ import base64
 import re
 import stat
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pyotp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from onionchat import config as configmod
 from onionchat import keys, totp
 from onionchat.accounts import AccountStore, Role
 from onionchat.app import Services, create_app
 from onionchat.config import Config
-from tests.conftest import PASSWORD, Site, fast_hasher, make_services, private_client
+from tests.conftest import PASSWORD, AiohttpClient, NewStaff, Site, fast_hasher, make_services, private_client
 
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
-NewStaff = Callable[[str], Awaitable[Site]]
 SECRET_RE = re.compile(r'<code class="secret">([A-Z2-7 ]+)</code>')
 
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 from onionchat.app import Services
 from onionchat.chat import Author, EndReason, State
-from tests.conftest import Site, only, start_chat
-
-NewVisitor = Callable[[], Awaitable[Site]]
-NewStaff = Callable[[str], Awaitable[Site]]
+from tests.conftest import NewStaff, NewVisitor, only, start_chat
 
 
 async def test_landing_page_has_start_and_resume_and_quick_exit(new_visitor: NewVisitor) -> None:

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from onionchat.app import Services, create_app
 from onionchat.chat import Author, ChatStore, EndReason, NoteKind, State
 from onionchat.config import Config, LimitsConfig
 from onionchat.hours import OfficeHours
 from onionchat.render import Renderer, templates_dir
-from tests.conftest import Site, make_services, only, private_client, start_chat
-
-NewVisitor = Callable[[], Awaitable[Site]]
-NewStaff = Callable[[str], Awaitable[Site]]
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+from tests.conftest import AiohttpClient, NewStaff, NewVisitor, Site, make_services, only, private_client, start_chat
 
 SECRET = "STAFF-ONLY-MARKER-7f3a"
 

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from onionchat.accounts import NAME_RE, Role
 from onionchat.app import Services, create_app
 from onionchat.canned import TEXT_MAX, TITLE_MAX
 from onionchat.config import Config
 from onionchat.errors import AccountError
-from tests.conftest import PASSWORD, Site, make_services, private_client
+from tests.conftest import PASSWORD, AiohttpClient, Site, make_services, private_client
 
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 CORPUS = Path(__file__).parent / "data" / "xss.txt"
 PAYLOADS = [line for line in CORPUS.read_text(encoding="utf-8").split("\n") if line]
 FULL = os.environ.get("ONIONCHAT_FUZZ") == "full"
