@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench import load, proc, profile, startup, throughput
 from bench.report import Row, table
-from onionchat.server import raise_open_file_limit
+from onionchat.web.server import raise_open_file_limit
 
 LOGINS = 20
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.proc import PASSWORD, Server, make_accounts
-from onionchat.server import raise_open_file_limit
+from onionchat.web.server import raise_open_file_limit
 
 CSRF_RE = re.compile(r'name="_csrf" value="([^"]+)"')
 

@@ -145,7 +145,7 @@ class AccountStore:
             self._mtime = mtime
             return True
 
-    def list(self) -> list[Account]:
+    def all(self) -> list[Account]:
         """Every account, by name."""
         return [self._accounts[n] for n in sorted(self._accounts)]
 

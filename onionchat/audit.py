@@ -96,11 +96,12 @@ class AuditLog:
     def on_event(self, event: ChatEvent) -> None:
         """Record the staff actions among chat events (accept, transfer, end, block, urgent).
 
-        Only the kind, the actor, the short-lived id and the event's reason (an end reason or
-        a colleague's name) are taken: a ChatEvent carries no text, and nothing else is read.
+        Only the kind, the actor, the short-lived id and the end reason or the colleague who
+        took over are taken: a ChatEvent carries no text, and nothing else is read.
         """
         if event.actor:
-            self.record(event.actor, event.kind, chat=event.conversation, detail=event.reason)
+            detail = event.end_reason.value if event.end_reason is not None else event.target
+            self.record(event.actor, event.kind.value, chat=event.conversation, detail=detail)
 
     def entries(self) -> list[AuditEntry]:
         """Every kept entry, newest first."""

@@ -10,13 +10,9 @@ from typing import Any
 
 from onionchat import storage
 from onionchat.errors import OnionchatError, StorageError
+from onionchat.i18n import VISITOR_LANGUAGES
 
 CANNED_FILE = "canned.json"
-# The languages a visitor can choose, with their own names for the admin's list.
-LANGUAGES: dict[str, str] = {
-    "en": "English", "nl": "Nederlands", "ro": "Română", "bg": "Български", "pl": "Polski",
-    "hu": "Magyar", "uk": "Українська", "es": "Español", "ar": "العربية",
-}
 TITLE_MAX = 80
 TEXT_MAX = 2000  # one chat message's default limit: a canned reply must fit in one message
 REPLIES_MAX = 500
@@ -38,7 +34,7 @@ class CannedReply:
 
 def _checked(lang: str, title: str, text: str) -> tuple[str, str, str]:
     title, text = title.strip(), text.strip()
-    if lang not in LANGUAGES:
+    if lang not in VISITOR_LANGUAGES:  # replies are written in the visitor's language
         raise CannedError("choose one of the listed languages")
     if not title or len(title) > TITLE_MAX:
         raise CannedError(f"a title has 1 to {TITLE_MAX} characters")

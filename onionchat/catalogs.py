@@ -21,13 +21,11 @@ from onionchat import i18n
 
 # Babel's default keywords (_ and gettext among them) plus N_ for strings marked in tables.
 KEYWORDS: Final = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
-# A message is for staff only when every place it comes from is a staff template or one of
-# these modules; anything else counts as visitor-facing and must exist in every visitor
-# language. A new module defaults to visitor-facing: erring on the visitor's side.
-STAFF_MODULES: Final = frozenset({
-    "accounts", "admin", "audit", "auth", "canned", "cli", "config", "onionkeys", "server", "staff",
-    "stats", "statspage", "storage", "supervise", "systemd", "tor", "tor_cli", "totp",
-})
+# A message is for staff only when every place it comes from is in the staff site's package,
+# the tor package or a staff template; anything else counts as visitor-facing and must exist
+# in every visitor language. A new module elsewhere defaults to visitor-facing: erring on the
+# visitor's side.
+STAFF_ONLY_PATHS: Final = ("onionchat/staff/", "onionchat/tor/", "templates/staff/")
 PLACEHOLDER: Final = re.compile(r"%\((\w+)\)[sd]|%[sd]")
 HEADER: Final = "onionchat"
 # A fixed date in the headers: regenerating unchanged catalogs must give identical files.
@@ -69,21 +67,9 @@ def pot_text(catalog: Catalog) -> str:
     return buffer.getvalue().decode("utf-8")
 
 
-def msgids(catalog: Catalog) -> set[str]:
-    """The message ids of a catalog (singular forms)."""
-    return {m.id if isinstance(m.id, str) else m.id[0] for m in catalog if m.id}
-
-
 def is_visitor_facing(message: Message) -> bool:
     """True unless every place the message comes from is staff-only."""
-    for filename, _ in message.locations:
-        path = filename.replace("\\", "/")
-        if path.startswith("templates/staff/"):
-            continue
-        if path.startswith("onionchat/") and path.count("/") == 1 and path[len("onionchat/"):-3] in STAFF_MODULES:
-            continue
-        return True
-    return False
+    return not all(filename.replace("\\", "/").startswith(STAFF_ONLY_PATHS) for filename, _ in message.locations)
 
 
 def placeholders(text: str) -> list[str]:

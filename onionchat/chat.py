@@ -16,14 +16,12 @@ import unicodedata
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Final
 
 from onionchat.config import LimitsConfig
-from onionchat.errors import ChatError, LimitReached, NotFound
+from onionchat.errors import ChatError, ErrorCode, LimitReached, NotFound
+from onionchat.pagecache import Audience, PageKey, Rendered
 from onionchat.throttle import Throttle
-
-if TYPE_CHECKING:
-    from onionchat.render import Rendered
 
 # Unambiguous consonants and vowels that read the same in most European languages and are
 # easy to type on any phone keyboard: 70 syllables, 4,900 two-syllable words, and four
@@ -93,6 +91,18 @@ class StaffNote:
     at: float
 
 
+class EventKind(enum.Enum):
+    """What happened to a conversation (the audit log names staff actions by these values)."""
+
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    TRANSFERRED = "transferred"
+    REQUEUED = "requeued"
+    URGENT = "urgent"
+    ENDED = "ended"
+    BLOCKED = "blocked"
+
+
 @dataclass(slots=True, frozen=True)
 class ChatEvent:
     """Something that happened to a conversation, for the audit log and the statistics.
@@ -100,17 +110,33 @@ class ChatEvent:
     Carries the short-lived conversation id and durations only, never text or nickname.
     """
 
-    kind: str  # offered, accepted, transferred, requeued, urgent, ended, blocked
+    kind: EventKind
     conversation: str
     actor: str = ""  # the staff member who acted; "" for the visitor or the system
-    waited: float = 0.0  # accepted: seconds in the queue
-    length: float = 0.0  # ended: seconds since accepted (0 if never answered)
-    answered: bool = False  # ended: had a counsellor taken it
-    reason: str = ""  # ended: EndReason value; transferred: target counsellor
+    waited: float = 0.0  # ACCEPTED: seconds in the queue
+    length: float = 0.0  # ENDED: seconds since accepted (0 if never answered)
+    answered: bool = False  # ENDED: had a counsellor taken it
+    end_reason: EndReason | None = None  # ENDED: why
+    target: str = ""  # TRANSFERRED: the counsellor who took over
 
 
-def _now() -> float:
-    return time.monotonic()
+class Clock:
+    """The chat store's one source of time; tests pass their own.
+
+    ``monotonic`` for every duration and timer (idle, waited, blocked); ``wall`` only for the
+    HH:MM shown beside a message, which is never stored.
+    """
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps."""
+        return time.monotonic()
+
+    def wall(self) -> float:
+        """Seconds since the epoch."""
+        return time.time()
+
+
+SYSTEM_CLOCK: Final = Clock()
 
 
 def _release(waiter: asyncio.Future[None]) -> None:
@@ -157,6 +183,7 @@ class Conversation:
     id: str
     nickname: str
     created: float
+    clock: Clock = SYSTEM_CLOCK
     state: State = State.WAITING
     counsellor: str = ""
     messages: list[Message] = field(default_factory=list)
@@ -178,13 +205,13 @@ class Conversation:
     sent_times: deque[float] = field(default_factory=deque)
     # Rendered pages per audience, valid for one version: polls serve bytes, not templates.
     # They live here so that forgetting the conversation forgets them too.
-    rendered: dict[str, Rendered] = field(default_factory=dict)
+    rendered: dict[PageKey, Rendered] = field(default_factory=dict)
     _changed: Changes = field(default_factory=Changes)  # any change (staff frames)
     _visitor_changed: Changes = field(default_factory=Changes)  # changes the visitor can see
 
     def touch(self) -> None:
         """Note that someone is still here (keeps the idle sweeper away)."""
-        self.last_activity = _now()
+        self.last_activity = self.clock.monotonic()
 
     def bump(self, *, visitor: bool = True) -> None:
         """Advance the version and wake everyone waiting for a change.
@@ -197,7 +224,7 @@ class Conversation:
             self.visitor_version += 1
             self.rendered.clear()
         else:
-            for key in [k for k in self.rendered if not k.startswith("visitor")]:
+            for key in [k for k in self.rendered if k.audience is not Audience.VISITOR]:
                 del self.rendered[key]
         self._changed.notify()
         if visitor:
@@ -250,7 +277,7 @@ class Conversation:
     @property
     def waited(self) -> float:
         """Seconds this visitor has waited (until accepted)."""
-        end = self.accepted_at or _now()
+        end = self.accepted_at or self.clock.monotonic()
         return max(0.0, end - self.created)
 
 
@@ -286,9 +313,9 @@ def _passphrase_key(raw: str) -> bytes:
 class ChatStore:
     """All live conversations of this process, and the queue of those waiting."""
 
-    def __init__(self, limits: LimitsConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, limits: LimitsConfig, clock: Clock = SYSTEM_CLOCK) -> None:
         self.limits = limits
-        self._clock = clock
+        self.clock = clock
         self._conversations: dict[str, Conversation] = {}
         self._by_passphrase: dict[bytes, str] = {}
         self._blocked: dict[bytes, float] = {}  # session digest -> monotonic expiry
@@ -311,7 +338,7 @@ class ChatStore:
         """The live conversation ``cid``; NotFound if it has gone."""
         conv = self._conversations.get(cid)
         if conv is None:
-            raise NotFound("gone")
+            raise NotFound(ErrorCode.GONE)
         return conv
 
     def find(self, cid: str) -> Conversation | None:
@@ -381,31 +408,32 @@ class ChatStore:
         """Open a new waiting conversation; returns it and its resume passphrase (shown once)."""
         session_key = _digest(session_id) if session_id else b""
         if session_key and self.is_blocked(session_key):
-            raise ChatError("blocked")
+            raise ChatError(ErrorCode.BLOCKED)
         if len(self._conversations) >= self.limits.conversations:
-            raise LimitReached("busy")
+            raise LimitReached(ErrorCode.BUSY)
         if self.waiting_count() >= self.limits.queue_length:
-            raise LimitReached("queue_full")
+            raise LimitReached(ErrorCode.QUEUE_FULL)
         nickname = clean_text(nickname, single_line=True)[: self.limits.nickname_length].strip()
         cid = secrets.token_urlsafe(9)
         passphrase = make_passphrase()
-        conv = Conversation(id=cid, nickname=nickname, created=_now(), lang=lang, session_key=session_key)
+        conv = Conversation(id=cid, nickname=nickname, created=self.clock.monotonic(), clock=self.clock, lang=lang,
+                            session_key=session_key)
         conv.touch()
         conv.passphrase_key = _passphrase_key(passphrase)
         self._conversations[cid] = conv
         self._by_passphrase[conv.passphrase_key] = cid
         self._bump_board()
-        self._emit(ChatEvent("offered", cid))
+        self._emit(ChatEvent(EventKind.OFFERED, cid))
         return conv, passphrase
 
     def resume(self, passphrase: str, session_throttle: Throttle) -> Conversation:
         """The live conversation for ``passphrase``; throttled per session and globally."""
         if not session_throttle.allow() or not self._resume_throttle.allow():
-            raise LimitReached("resume_throttled")
+            raise LimitReached(ErrorCode.RESUME_THROTTLED)
         cid = self._by_passphrase.get(_passphrase_key(passphrase))
         conv = self._conversations.get(cid) if cid else None
         if conv is None or conv.state is State.ENDED:
-            raise NotFound("resume_unknown")
+            raise NotFound(ErrorCode.RESUME_UNKNOWN)
         conv.touch()
         return conv
 
@@ -413,12 +441,12 @@ class ChatStore:
         """Add a message; refuses empty, too long, too many, too fast, or to an ended chat."""
         conv = self.get(cid)
         if conv.state is State.ENDED:
-            raise ChatError("ended")
+            raise ChatError(ErrorCode.ENDED)
         text = self._checked_text(conv, text)
         if author is Author.VISITOR:
             throttle = Throttle(self.limits.messages_per_minute, 60.0, conv.sent_times)
             if not throttle.allow():
-                raise LimitReached("too_fast")
+                raise LimitReached(ErrorCode.TOO_FAST)
         msg = self._append(conv, author, text, sender)
         conv.touch()
         return msg
@@ -426,19 +454,19 @@ class ChatStore:
     def _checked_text(self, conv: Conversation, text: str) -> str:
         text = clean_text(text).strip()
         if not text:
-            raise ChatError("empty")
+            raise ChatError(ErrorCode.EMPTY)
         if len(text) > self.limits.message_length:
-            raise LimitReached("too_long")
+            raise LimitReached(ErrorCode.TOO_LONG)
         if len(conv.messages) + len(conv.notes) >= self.limits.messages_per_conversation:
-            raise LimitReached("conversation_full")
+            raise LimitReached(ErrorCode.CONVERSATION_FULL)
         return text
 
     def add_note(self, cid: str, kind: NoteKind, author: str, text: str) -> StaffNote:
         """Add staff-only text (a note, or a line between counsellor and supervisor)."""
         conv = self.get(cid)
         if conv.state is State.ENDED:
-            raise ChatError("ended")
-        note = StaffNote(kind=kind, author=author, text=self._checked_text(conv, text), at=self._clock())
+            raise ChatError(ErrorCode.ENDED)
+        note = StaffNote(kind=kind, author=author, text=self._checked_text(conv, text), at=self.clock.wall())
         conv.notes.append(note)
         self._bump_staff_only(conv)
         return note
@@ -448,7 +476,7 @@ class ChatStore:
 
     def _append(self, conv: Conversation, author: Author, text: str, sender: str = "",
                 event: str = "") -> Message:
-        msg = Message(seq=conv.next_seq, author=author, text=text, at=self._clock(),
+        msg = Message(seq=conv.next_seq, author=author, text=text, at=self.clock.wall(),
                       sender=sender, event=event)
         conv.next_seq += 1
         conv.messages.append(msg)
@@ -459,18 +487,18 @@ class ChatStore:
         """``staff`` takes a waiting conversation; refused if taken or at their chat limit."""
         conv = self.get(cid)
         if conv.state is not State.WAITING:
-            raise ChatError("taken")
+            raise ChatError(ErrorCode.TAKEN)
         if self.held_by(staff) >= max_chats:
-            raise LimitReached("max_chats")
+            raise LimitReached(ErrorCode.MAX_CHATS)
         conv.state = State.OPEN
         conv.counsellor = staff
         if not conv.answered:
-            conv.accepted_at = _now()
+            conv.accepted_at = self.clock.monotonic()
         conv.touch()
         self._append(conv, Author.SYSTEM, "", event="joined" if not conv.answered else "took_over")
         waited, conv.answered = conv.waited, True
         self._bump_board()
-        self._emit(ChatEvent("accepted", cid, actor=staff, waited=waited))
+        self._emit(ChatEvent(EventKind.ACCEPTED, cid, actor=staff, waited=waited))
         return conv
 
     def mark_urgent(self, cid: str, actor: str = "") -> Conversation:
@@ -482,47 +510,47 @@ class ChatStore:
         conv.touch()
         conv.bump(visitor=False)
         self._bump_board()
-        self._emit(ChatEvent("urgent", cid, actor=actor))
+        self._emit(ChatEvent(EventKind.URGENT, cid, actor=actor))
         return conv
 
     def transfer(self, cid: str, actor: str, to: str, reason: str, max_chats: int) -> Conversation:
         """Hand an open chat to another counsellor, who sees why in a staff-only line."""
         conv = self.get(cid)
         if conv.state is not State.OPEN:
-            raise ChatError("ended")
+            raise ChatError(ErrorCode.ENDED)
         if to == conv.counsellor:
-            raise ChatError("bad_request")
+            raise ChatError(ErrorCode.BAD_REQUEST)
         if self.held_by(to) >= max_chats:
-            raise LimitReached("max_chats")
+            raise LimitReached(ErrorCode.MAX_CHATS)
         conv.counsellor = to
         conv.joined.discard(to)
         conv.staff_seen = 0
         if reason.strip():
             conv.notes.append(StaffNote(NoteKind.STAFF_LINE, actor, self._checked_text(conv, reason),
-                                        self._clock()))
+                                        self.clock.wall()))
         self._append(conv, Author.SYSTEM, "", event="took_over")
         self._bump_board()
-        self._emit(ChatEvent("transferred", cid, actor=actor, reason=to))
+        self._emit(ChatEvent(EventKind.TRANSFERRED, cid, actor=actor, target=to))
         return conv
 
     def requeue(self, cid: str, actor: str) -> Conversation:
         """Put an open chat back in the queue (keeping its place and its messages)."""
         conv = self.get(cid)
         if conv.state is not State.OPEN:
-            raise ChatError("ended")
+            raise ChatError(ErrorCode.ENDED)
         conv.state = State.WAITING
         conv.counsellor = ""
         conv.joined.clear()
         self._append(conv, Author.SYSTEM, "", event="requeued")
         self._bump_board()
-        self._emit(ChatEvent("requeued", cid, actor=actor))
+        self._emit(ChatEvent(EventKind.REQUEUED, cid, actor=actor))
         return conv
 
     def join(self, cid: str, supervisor: str) -> Conversation:
         """A supervisor steps into an open chat."""
         conv = self.get(cid)
         if conv.state is not State.OPEN:
-            raise ChatError("ended")
+            raise ChatError(ErrorCode.ENDED)
         if not conv.has_staff(supervisor):
             conv.joined.add(supervisor)
             self._append(conv, Author.SYSTEM, "", event="supervisor_joined")
@@ -538,7 +566,7 @@ class ChatStore:
         conv = self._conversations.get(cid)
         if conv is None or conv.state is State.ENDED:
             return
-        now = _now() if now is None else now
+        now = self.clock.monotonic() if now is None else now
         length = now - conv.accepted_at if conv.answered else 0.0
         self._by_passphrase.pop(conv.passphrase_key, None)
         conv.passphrase_key = b""
@@ -550,15 +578,15 @@ class ChatStore:
         conv.ended_at = now
         conv.bump()
         self._bump_board()
-        self._emit(ChatEvent("ended", cid, actor=actor, length=max(0.0, length), answered=conv.answered,
-                             reason=reason.value))
+        self._emit(ChatEvent(EventKind.ENDED, cid, actor=actor, length=max(0.0, length), answered=conv.answered,
+                             end_reason=reason))
 
     def block(self, cid: str, actor: str, minutes: int) -> None:
         """End an abusive visitor's chat and refuse new chats from their session for a while."""
         conv = self.get(cid)
         if conv.session_key:
-            self._blocked[conv.session_key] = _now() + minutes * 60
-        self._emit(ChatEvent("blocked", cid, actor=actor))
+            self._blocked[conv.session_key] = self.clock.monotonic() + minutes * 60
+        self._emit(ChatEvent(EventKind.BLOCKED, cid, actor=actor))
         self.end(cid, EndReason.BLOCKED, actor=actor)
 
     def is_blocked(self, session_key: bytes) -> bool:
@@ -566,7 +594,7 @@ class ChatStore:
         until = self._blocked.get(session_key)
         if until is None:
             return False
-        if until <= _now():
+        if until <= self.clock.monotonic():
             del self._blocked[session_key]
             return False
         return True
@@ -582,7 +610,7 @@ class ChatStore:
 
     def sweep(self, now: float | None = None) -> int:
         """End idle conversations and drop ended shells; returns how many were dropped."""
-        now = _now() if now is None else now
+        now = self.clock.monotonic() if now is None else now
         idle = self.limits.idle_minutes * 60
         keep_ended = self.limits.ended_minutes * 60
         dropped = 0

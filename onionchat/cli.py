@@ -9,18 +9,19 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from onionchat import __version__, logs, storage, tor_cli
+from onionchat import __version__, logs, storage
 from onionchat import config as configmod
 from onionchat.accounts import AccountStore, Role
 from onionchat.config import Config
 from onionchat.errors import OnionchatError
+from onionchat.tor import cli as tor_cli
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def load_config(args: argparse.Namespace) -> Config:
     """The config named by --config / $ONIONCHAT_CONFIG / ./onionchat.toml / the default."""
-    return configmod.load(configmod.find_config(args.config))
+    return configmod.load_found(args.config)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -39,7 +40,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run both sites until SIGTERM or Ctrl-C."""
-    from onionchat import server
+    from onionchat.web import server
 
     config = load_config(args)
     logs.setup(config.server.log_level)
@@ -76,7 +77,7 @@ def cmd_staff_add(args: argparse.Namespace) -> int:
 
 def cmd_staff_list(args: argparse.Namespace) -> int:
     """List staff accounts."""
-    accounts = accounts_of(args).list()
+    accounts = accounts_of(args).all()
     for account in accounts:
         state = " (disabled)" if account.disabled else ""
         two_factor = "\t2FA" if account.has_totp else ""

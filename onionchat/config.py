@@ -315,6 +315,11 @@ def find_config(explicit: str | None) -> Path | None:
     return None
 
 
+def load_found(explicit: str | None) -> Config:
+    """The config that find_config finds for ``explicit`` (the --config value), loaded."""
+    return load(find_config(explicit))
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -1,4 +1,39 @@
-"""The one exception tree of onionchat; each domain raises from its own branch."""
+"""The one exception tree of onionchat, and the codes of the refusals a person can see."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    """Why something was refused; each has its own friendly page (web/guard.ERRORS).
+
+    An enum rather than strings: a mistyped code is a mypy error, not a generic page.
+    """
+
+    BAD_REQUEST = "bad_request"
+    CSRF = "csrf"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD = "method"
+    TOO_LARGE = "too_large"
+    SERVER = "server"
+    BUSY = "busy"
+    QUEUE_FULL = "queue_full"
+    GONE = "gone"
+    RESUME_UNKNOWN = "resume_unknown"
+    RESUME_THROTTLED = "resume_throttled"
+    TOO_LONG = "too_long"
+    TOO_FAST = "too_fast"
+    CONVERSATION_FULL = "conversation_full"
+    BLOCKED = "blocked"
+    NOT_AVAILABLE = "not_available"
+    EMPTY = "empty"
+    ENDED = "ended"
+    TAKEN = "taken"
+    MAX_CHATS = "max_chats"
+    LOGIN_THROTTLED = "login_throttled"
+    LOGIN_FAILED = "login_failed"
 
 
 class OnionchatError(Exception):
@@ -18,10 +53,10 @@ class AccountError(OnionchatError):
 
 
 class ChatError(OnionchatError):
-    """A chat operation was refused; ``code`` selects the friendly page the visitor sees."""
+    """A chat operation was refused; ``code`` selects the friendly page the person sees."""
 
-    def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(message or code)
+    def __init__(self, code: ErrorCode, message: str = "") -> None:
+        super().__init__(message or code.value)
         self.code = code
 
 

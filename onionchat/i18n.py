@@ -20,6 +20,11 @@ STAFF_LANGUAGES: Final = ("en", "nl")
 RIGHT_TO_LEFT: Final = frozenset({"ar"})
 
 
+def N_(message: str) -> str:  # noqa: N802 - the conventional name Babel extracts
+    """Mark a string for translation without translating it yet (tables, error pages)."""
+    return message
+
+
 def package_dir() -> Path:
     """The onionchat package directory (installed or in a source checkout)."""
     return Path(__file__).resolve().parent

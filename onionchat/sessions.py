@@ -7,7 +7,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from onionchat.errors import LimitReached
+from onionchat.errors import ErrorCode, LimitReached
 from onionchat.throttle import Throttle
 
 
@@ -65,7 +65,7 @@ class SessionStore:
         if len(self._sessions) >= self.limit:
             self.sweep()
         if len(self._sessions) >= self.limit and not self._evict_idlest_bare():
-            raise LimitReached("busy")
+            raise LimitReached(ErrorCode.BUSY)
         session = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32),
                           last_seen=time.monotonic(),
                           resume_throttle=Throttle(self.resume_attempts, 600.0))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onionchat import storage
-from onionchat.chat import ChatEvent, EndReason
-from onionchat.errors import ChatError, StorageError
+from onionchat.chat import ChatEvent, EndReason, EventKind
+from onionchat.errors import ChatError, ErrorCode, StorageError
 
 log = logging.getLogger("onionchat.stats")
 
@@ -141,7 +141,7 @@ class Stats:
         offered, answered and abandoned add up.
         """
         cid = event.conversation
-        if event.kind == "offered":
+        if event.kind is EventKind.OFFERED:
             now = self._clock()
             month = month_of(now)
             self._live[cid] = _Live(month)
@@ -151,17 +151,17 @@ class Stats:
         live = self._live.get(cid)
         if live is None:
             return  # offered before this process started counting: nothing to add to
-        if event.kind == "accepted":
+        if event.kind is EventKind.ACCEPTED:
             live.holder = event.actor
             if not live.answered:  # a chat taken again after a requeue was answered once
                 live.answered = True
                 self._add(live.month, CHATS, "answered")
                 self._add(live.month, WAIT, bucket(event.waited, WAIT_BUCKETS))
-        elif event.kind == "transferred":
-            live.holder = event.reason
-        elif event.kind == "requeued":
+        elif event.kind is EventKind.TRANSFERRED:
+            live.holder = event.target
+        elif event.kind is EventKind.REQUEUED:
             live.holder = ""
-        elif event.kind == "ended":
+        elif event.kind is EventKind.ENDED:
             del self._live[cid]
             if not event.answered:
                 self._add(live.month, CHATS, "abandoned")
@@ -169,7 +169,7 @@ class Stats:
             self._add(live.month, LENGTH, bucket(event.length, LENGTH_BANDS))
             # The visitor may have left; the wrap-up is still for whoever held the chat.
             holder = event.actor or live.holder
-            if holder and event.reason != EndReason.SHUTDOWN.value:
+            if holder and event.end_reason is not EndReason.SHUTDOWN:
                 self._expect_wrapup(cid, PendingWrapup(holder, live.month, time.monotonic()))
 
     # -- wrap-ups ------------------------------------------------------------------------
@@ -191,9 +191,9 @@ class Stats:
         self._prune()
         found = self._pending.get(cid)
         if found is None:
-            raise ChatError("gone")
+            raise ChatError(ErrorCode.GONE)
         if found.staff != staff:
-            raise ChatError("forbidden")
+            raise ChatError(ErrorCode.FORBIDDEN)
         return found
 
     def pending_for(self, staff: str) -> list[tuple[str, PendingWrapup]]:

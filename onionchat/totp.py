@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import enum
 import hmac
 import io
 import time
@@ -66,17 +67,23 @@ def matching_step(secret: str, code: str, now: float | None = None) -> int | Non
     return found
 
 
+class Stage(enum.Enum):
+    """How far a half-finished login or enrolment has come."""
+
+    CODE = "code"  # the password was right; the TOTP code is next
+    ENROL = "enrol"  # the password was right; 2FA is required but not set up yet
+    ACCOUNT = "account"  # a signed-in staff member is setting up 2FA on their account page
+
+
 @dataclass(slots=True)
 class Pending:
     """A login between the password and the second step, or an enrolment not yet confirmed.
 
-    stage "code": the password was right, the TOTP code is next. stage "enrol": the password
-    was right and 2FA is required but not set up. stage "account": a signed-in staff member
-    is setting up 2FA. ``secret`` is the new secret while enrolling.
+    ``secret`` is the new secret while enrolling.
     """
 
     name: str
-    stage: str
+    stage: Stage
     until: float
     secret: str = ""
 
@@ -91,22 +98,22 @@ class PendingSteps:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def put(self, session_id: str, name: str, stage: str, secret: str = "") -> Pending:
+    def put(self, session_id: str, name: str, stage: Stage, secret: str = "") -> Pending:
         """Remember a step for ``session_id``, replacing any earlier one."""
         now = time.monotonic()
         self._pending = {sid: p for sid, p in self._pending.items() if p.until > now}
         if len(self._pending) >= self.limit:
             # Oldest first out: a flood of password successes cannot grow memory without bound.
             del self._pending[min(self._pending, key=lambda sid: self._pending[sid].until)]
-        seconds = CODE_SECONDS if stage == "code" else ENROL_SECONDS
+        seconds = CODE_SECONDS if stage is Stage.CODE else ENROL_SECONDS
         pending = Pending(name=name, stage=stage, until=now + seconds, secret=secret)
         self._pending[session_id] = pending
         return pending
 
-    def get(self, session_id: str, stage: str) -> Pending | None:
+    def get(self, session_id: str, stage: Stage) -> Pending | None:
         """The live step of ``session_id`` if it is at ``stage``."""
         pending = self._pending.get(session_id)
-        if pending is None or pending.stage != stage:
+        if pending is None or pending.stage is not stage:
             return None
         if pending.until <= time.monotonic():
             del self._pending[session_id]

@@ -14,10 +14,16 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher, Type
 
+import onionchat.staff
+import onionchat.visitor
 from onionchat.accounts import AccountStore, Role
-from onionchat.app import Services, build_services, create_app
 from onionchat.config import Config, HoursConfig, LimitsConfig, PollConfig, ServerConfig, StaffConfig
-from onionchat.server import PRIVATE_RUNNER
+from onionchat.web.app import Services, build_services
+from onionchat.web.server import PRIVATE_RUNNER
+
+# Each site's own application factory, by the name tests use for it.
+SITES: dict[str, Callable[[Services], web.Application]] = {"visitor": onionchat.visitor.create_app,
+                                                          "staff": onionchat.staff.create_app}
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 PASSWORD = "a long enough test password"
@@ -115,7 +121,7 @@ NewStaff = Callable[[str], Awaitable[Site]]  # the new_staff fixture
 @pytest.fixture
 def new_visitor(aiohttp_client: AiohttpClient, services: Services) -> NewVisitor:
     """Factory: a fresh visitor browser (own cookie jar) on the visitor site."""
-    app = create_app(services, "visitor")
+    app = onionchat.visitor.create_app(services)
 
     async def make() -> Site:
         site = Site(await private_client(aiohttp_client, app))
@@ -128,7 +134,7 @@ def new_visitor(aiohttp_client: AiohttpClient, services: Services) -> NewVisitor
 @pytest.fixture
 def new_staff(aiohttp_client: AiohttpClient, services: Services) -> NewStaff:
     """Factory: a staff browser logged in as ``name``."""
-    app = create_app(services, "staff")
+    app = onionchat.staff.create_app(services)
 
     async def make(name: str = "carla") -> Site:
         site = Site(await private_client(aiohttp_client, app))

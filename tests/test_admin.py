@@ -12,11 +12,12 @@ import pyotp
 import pytest
 from aiohttp import web
 
+import onionchat.staff
 from onionchat import cli
 from onionchat.accounts import AccountStore, Role, effective_max_chats
-from onionchat.app import Services, create_app
 from onionchat.canned import CannedReplies
-from onionchat.staff import signed_in
+from onionchat.staff.access import signed_in
+from onionchat.web.app import Services
 from tests.conftest import (
     PASSWORD,
     AiohttpClient,
@@ -69,7 +70,7 @@ def admin_services(services: Services) -> Services:
 
 
 async def staff_site(aiohttp_client: AiohttpClient, services: Services) -> Site:
-    site = Site(await private_client(aiohttp_client, create_app(services, "staff")))
+    site = Site(await private_client(aiohttp_client, onionchat.staff.create_app(services)))
     await site.get("/login")
     return site
 
@@ -113,7 +114,7 @@ async def guard_problems(aiohttp_client: AiohttpClient, services: Services, app:
 
 async def test_every_staff_route_needs_login_and_its_role(aiohttp_client: AiohttpClient,
                                                           admin_services: Services) -> None:
-    app = create_app(admin_services, "staff")
+    app = onionchat.staff.create_app(admin_services)
     routes = app_routes(app)
     assert ("GET", "/admin/staff") in routes and ("POST", "/admin/staff/carla/role") in routes
     assert {"/login", "/login/code", "/static/style.css"} <= {r.resource.canonical for r in app.router.routes()
@@ -132,7 +133,7 @@ async def test_a_route_without_a_guard_is_caught(aiohttp_client: AiohttpClient, 
         signed_in(request)  # any counsellor, but the path is an admin one
         return web.Response(text="admin data")
 
-    app = create_app(admin_services, "staff")
+    app = onionchat.staff.create_app(admin_services)
     app.router.add_get("/careless", careless)
     app.router.add_post("/admin/half", half_guarded)
     problems = await guard_problems(aiohttp_client, admin_services, app)

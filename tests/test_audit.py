@@ -10,10 +10,11 @@ from pathlib import Path
 import pyotp
 import pytest
 
+import onionchat.staff
 from onionchat.accounts import Role
-from onionchat.admin import AUDIT_PAGE
-from onionchat.app import Services, create_app
 from onionchat.audit import AuditLog
+from onionchat.staff.admin import AUDIT_PAGE
+from onionchat.web.app import Services
 from tests.conftest import PASSWORD, AiohttpClient, NewStaff, NewVisitor, Site, only, private_client, start_chat
 
 
@@ -36,7 +37,7 @@ async def stored(services: Services) -> str:
 
 
 async def test_logins_failures_and_logouts(aiohttp_client: AiohttpClient, admin_services: Services) -> None:
-    site = Site(await private_client(aiohttp_client, create_app(admin_services, "staff")))
+    site = Site(await private_client(aiohttp_client, onionchat.staff.create_app(admin_services)))
     await site.get("/login")
     await site.post("/login", {"username": "carla", "password": "carla's wrong password"})
     await site.post("/login", {"username": "my password typed here", "password": "oops"})
@@ -122,7 +123,7 @@ async def test_audit_page_lists_newest_first_in_pages(new_staff: NewStaff, admin
 
 async def test_flushed_at_shutdown_and_kept_only_so_many_days(aiohttp_client: AiohttpClient,
                                                               admin_services: Services) -> None:
-    client = await private_client(aiohttp_client, create_app(admin_services, "staff"))
+    client = await private_client(aiohttp_client, onionchat.staff.create_app(admin_services))
     admin_services.audit.record("sam", "urgent", chat="abc")
     await client.close()  # the cleanup context writes what is left
     path = admin_services.config.data_dir / "audit.json"

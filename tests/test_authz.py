@@ -6,9 +6,11 @@ import re
 
 from aiohttp import web
 
+import onionchat.staff
+import onionchat.visitor
 from onionchat.accounts import Role
-from onionchat.app import Services, create_app
 from onionchat.chat import Author, NoteKind
+from onionchat.web.app import Services
 from tests.conftest import PASSWORD, AiohttpClient, NewStaff, NewVisitor, Site, only, private_client, start_chat
 
 CSRF_TEXT = "This form was too old or came from somewhere else"
@@ -87,7 +89,7 @@ async def test_unknown_cookies_are_never_adopted(new_visitor: NewVisitor, servic
 
 
 async def test_planted_staff_cookie_is_not_kept_at_login(aiohttp_client: AiohttpClient, services: Services) -> None:
-    app = create_app(services, "staff")
+    app = onionchat.staff.create_app(services)
     attacker = Site(await private_client(aiohttp_client, app))
     await attacker.get("/login")
     planted = cookie_of(attacker, "oc_staff")
@@ -108,7 +110,7 @@ async def test_every_post_route_refuses_a_missing_or_foreign_token(
     visitor = await new_visitor()
     await start_chat(visitor)
     cid = only(services)
-    staff_app = create_app(services, "staff")
+    staff_app = onionchat.staff.create_app(services)
     alex = Site(await private_client(aiohttp_client, staff_app))
     await alex.get("/login")
     assert (await alex.post("/login", {"username": "alex", "password": PASSWORD}))[0].status == 303
@@ -117,10 +119,11 @@ async def test_every_post_route_refuses_a_missing_or_foreign_token(
     reply = services.canned.add("en", "Hello", "Hello, how can I help?")
     stranger = await new_visitor()
     before = (len(services.chat.get(cid).messages), len(services.chat.get(cid).notes),
-              [(a.name, a.role, a.disabled) for a in services.accounts.list()], len(services.canned.all()))
+              [(a.name, a.role, a.disabled) for a in services.accounts.all()], len(services.canned.all()))
     values = {"cid": cid, "name": "dirk", "rid": reply.id}
     checked = []
-    for site_name, site, app in (("visitor", visitor, create_app(services, "visitor")), ("staff", alex, staff_app)):
+    visitor_app = onionchat.visitor.create_app(services)
+    for site_name, site, app in (("visitor", visitor, visitor_app), ("staff", alex, staff_app)):
         for template in post_routes(app):
             if (site_name, template) in NO_TOKEN_BY_DESIGN or template.startswith("/login"):
                 continue
@@ -131,12 +134,12 @@ async def test_every_post_route_refuses_a_missing_or_foreign_token(
             checked.append(f"{site_name} {template}")
     assert len(checked) >= 20, checked
     after = (len(services.chat.get(cid).messages), len(services.chat.get(cid).notes),
-             [(a.name, a.role, a.disabled) for a in services.accounts.list()], len(services.canned.all()))
+             [(a.name, a.role, a.disabled) for a in services.accounts.all()], len(services.canned.all()))
     assert after == before, "a refused form changed nothing"
 
 
 async def test_login_form_needs_its_token(aiohttp_client: AiohttpClient, services: Services) -> None:
-    site = Site(await private_client(aiohttp_client, create_app(services, "staff")))
+    site = Site(await private_client(aiohttp_client, onionchat.staff.create_app(services)))
     await site.get("/login")
     response, page = await site.post("/login", {"username": "carla", "password": PASSWORD}, csrf="")
     assert response.status == 403 and CSRF_TEXT in page
@@ -154,7 +157,7 @@ async def test_no_visitor_route_shows_another_visitors_chat(new_visitor: NewVisi
     before = [m.text for m in services.chat.get(bob_cid).messages]
     alice = await new_visitor()
     await start_chat(alice, "Alice")
-    app = create_app(services, "visitor")
+    app = onionchat.visitor.create_app(services)
     tried = 0
     for route in app.router.routes():
         if route.resource is None or route.method not in ("GET", "POST"):

@@ -120,7 +120,7 @@ def test_serve_local_prints_both_addresses_and_stops_cleanly(data_dir: Path) -> 
 
 
 def test_installed_templates_are_found_from_any_directory(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", "from onionchat.render import templates_dir; "
+    result = subprocess.run([sys.executable, "-c", "from onionchat.web.render import templates_dir; "
                              "print((templates_dir() / 'visitor' / 'landing.html').is_file())"],
                             cwd=tmp_path, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"

@@ -28,7 +28,7 @@ import asyncio, os, sys
 from pathlib import Path
 from argon2 import PasswordHasher, Type
 from onionchat.accounts import AccountStore, Role
-from onionchat.chat import ChatEvent
+from onionchat.chat import ChatEvent, EventKind
 from onionchat.stats import Stats
 
 kind, data_dir = sys.argv[1], Path(sys.argv[2])
@@ -51,7 +51,7 @@ def stats() -> None:
         i = 0
         while True:
             i += 1
-            counts.on_event(ChatEvent("offered", f"c{i}"))
+            counts.on_event(ChatEvent(EventKind.OFFERED, f"c{i}"))
             await counts.flush()
     asyncio.run(run())
 
@@ -106,9 +106,9 @@ def test_kill_9_during_account_writes_leaves_a_complete_file(tmp_path: Path) -> 
 
     def check() -> None:
         loaded = AccountStore(data_dir, hasher=fast_hasher())  # parses, or raises StorageError
-        names = {a.name for a in loaded.list()}
+        names = {a.name for a in loaded.all()}
         assert {"carla", "dirk", "sam"} <= names, names
-        for account in loaded.list():
+        for account in loaded.all():
             assert account.password_hash.startswith("$argon2id$"), account
         carla = loaded.get("carla")
         assert carla is not None
@@ -144,7 +144,7 @@ def test_temp_files_left_by_a_crash_are_ignored_and_cleaned(tmp_path: Path) -> N
     old = time.time() - 3600
     os.utime(stale, (old, old))
     loaded = AccountStore(data_dir, hasher=fast_hasher())
-    assert [a.name for a in loaded.list()] == ["carla"], "a temp file is never read"
+    assert [a.name for a in loaded.all()] == ["carla"], "a temp file is never read"
     loaded.add("dirk", PASSWORD, Role.COUNSELLOR)
     assert not stale.exists(), "the next write removes temp files a crash left behind"
 

@@ -27,13 +27,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from onionchat.app import Services, create_app
 from onionchat.chat import Author, EndReason, NoteKind, State
 from onionchat.config import Config
-from onionchat.security import SECURITY_HEADERS
-from onionchat.server import PRIVATE_RUNNER, harden_protocol_errors
 from onionchat.sessions import Session
-from tests.conftest import make_services
+from onionchat.web.app import Services
+from onionchat.web.headers import SECURITY_HEADERS
+from onionchat.web.server import PRIVATE_RUNNER, harden_protocol_errors
+from tests.conftest import SITES, make_services
 from tests.liveserver import live_server
 
 PROFILE = os.environ.get("ONIONCHAT_FUZZ", "ci")
@@ -304,7 +304,7 @@ def world(config: Config) -> Iterator[World]:
 
     async def start() -> None:
         for site in ("visitor", "staff"):
-            server = TestServer(create_app(services, site))
+            server = TestServer(SITES[site](services))
             await server.start_server(**PRIVATE_RUNNER)
             w.servers[site] = server
         w.client = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
@@ -359,7 +359,7 @@ def assert_safe_response(status: int, headers: dict[str, str], body: str, req: R
 
 def fuzz_site(world: World, site: str) -> None:
     services = world.services
-    templates = route_templates(create_app(services, site))
+    templates = route_templates(SITES[site](services))
     assert len(templates) >= (10 if site == "visitor" else 15), templates
     before = snapshot(services, world.bystander_cid)
 

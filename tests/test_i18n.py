@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 
 from onionchat import catalogs, i18n
-from onionchat.app import Services
 from onionchat.config import Config, VisitorConfig, from_mapping
 from onionchat.errors import ConfigError
+from onionchat.web.app import Services
 from tests.conftest import NewStaff, NewVisitor, only, start_chat
 
 TRANSLATED = [lang for lang in i18n.LANGUAGES if lang != i18n.SOURCE_LANGUAGE]

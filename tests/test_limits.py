@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from onionchat.app import Services, create_app
+import onionchat.staff
+import onionchat.visitor
 from onionchat.config import Config
-from onionchat.server import OPEN_FILES_WANTED
+from onionchat.web.app import Services
+from onionchat.web.server import OPEN_FILES_WANTED
 from tests.conftest import AiohttpClient, Site, make_services, private_client, start_chat, with_limits
 from tests.liveserver import LOOPBACK, live_server, next_frame_url, visitor_in_chat
 
@@ -26,8 +28,8 @@ class Line:
     def __init__(self, services: Services, aiohttp_client: AiohttpClient) -> None:
         self.services = services
         self.aiohttp_client = aiohttp_client
-        self.visitor_app = create_app(services, "visitor")
-        self.staff_app = create_app(services, "staff")
+        self.visitor_app = onionchat.visitor.create_app(services)
+        self.staff_app = onionchat.staff.create_app(services)
 
     async def visitor(self) -> Site:
         site = Site(await private_client(self.aiohttp_client, self.visitor_app))

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 import pytest
 from aiohttp import ClientResponse
 
-from onionchat.app import Services
 from onionchat.chat import Author
+from onionchat.web.app import Services
 from tests.conftest import NewStaff, NewVisitor, only, start_chat
 
 

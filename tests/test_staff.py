@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
-from onionchat.app import Services, create_app
+import onionchat.staff
 from onionchat.chat import Author, State
+from onionchat.web.app import Services
 from tests.conftest import PASSWORD, AiohttpClient, NewStaff, NewVisitor, Site, only, private_client, start_chat
 
 
 async def staff_site(aiohttp_client: AiohttpClient, services: Services) -> Site:
-    site = Site(await private_client(aiohttp_client, create_app(services, "staff")))
+    site = Site(await private_client(aiohttp_client, onionchat.staff.create_app(services)))
     await site.get("/login")
     return site
 

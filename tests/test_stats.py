@@ -19,13 +19,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+import onionchat.staff
 from onionchat.accounts import Role
-from onionchat.app import Services, create_app
 from onionchat.chat import ChatStore, EndReason
 from onionchat.config import Config, HoursConfig, LimitsConfig, ServerConfig, StatsConfig, from_mapping
 from onionchat.errors import ChatError, ConfigError, StorageError
+from onionchat.staff.statistics import QUESTIONS, report
 from onionchat.stats import HIDDEN, LENGTH_BANDS, WAIT_BUCKETS, Stats, bucket_at, month_of, suppress, table
-from onionchat.statspage import QUESTIONS, report
+from onionchat.web.app import Services
 from tests.conftest import PASSWORD, NewStaff, NewVisitor, Site, make_services, private_client
 
 
@@ -513,7 +514,7 @@ async def test_stats_written_by_the_running_app(services: Services, new_staff: N
 
 
 async def test_counters_flushed_when_the_staff_app_stops(services: Services) -> None:
-    client = TestClient(TestServer(create_app(services, "staff")))
+    client = TestClient(TestServer(onionchat.staff.create_app(services)))
     await client.start_server()
     services.chat.start("")
     await client.close()  # cleanup_ctx: the keeper writes once more on the way out
@@ -525,7 +526,7 @@ async def test_configured_answers_are_escaped(aiohttp_client: Any, tmp_path: Pat
     config = Config(server=ServerConfig(data_dir=str(tmp_path / "data")), hours=HoursConfig(open_without_staff=True))
     config = replace(config, stats=StatsConfig(contact_types=['<b id="x">real</b>', "test"]))
     services = make_services(config)
-    site = Site(await private_client(aiohttp_client, create_app(services, "staff")))
+    site = Site(await private_client(aiohttp_client, onionchat.staff.create_app(services)))
     await site.get("/login")
     await site.post("/login", {"username": "carla", "password": PASSWORD})
     conv, _ = services.chat.start("")

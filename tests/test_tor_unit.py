@@ -24,7 +24,6 @@ import stem.connection
 import stem.response
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from onionchat import onionkeys, tor, tor_cli
 from onionchat.config import Config, ServerConfig, TorConfig
 from onionchat.errors import (
     StaffKeyError,
@@ -36,8 +35,11 @@ from onionchat.errors import (
     TorPermissionDenied,
     TorPublishError,
 )
-from onionchat.onionkeys import OnionKey, StaffClientKeys
-from onionchat.systemd import render_unit
+from onionchat.tor import backends, control, publish
+from onionchat.tor import cli as tor_cli
+from onionchat.tor import keys as onionkeys
+from onionchat.tor.keys import OnionKey, StaffClientKeys
+from onionchat.tor.systemd import render_unit
 
 CLIENT_B32 = re.compile(r"^[A-Z2-7]{52}$")
 
@@ -114,9 +116,9 @@ class FakeBackend:
         self.alive = True
         self.shut = 0
 
-    def connect(self, stop: threading.Event, progress: tor.Progress | None) -> tor.ControllerLike:
+    def connect(self, stop: threading.Event, progress: control.Progress | None) -> control.ControllerLike:
         controller = self.make()
-        tor.wait_bootstrap(controller, 5, stop, progress)
+        control.wait_bootstrap(controller, 5, stop, progress)
         self.controllers.append(controller)
         self.alive = True
         return controller
@@ -212,7 +214,7 @@ def test_staff_keys_store_only_public_halves(tmp_path: Path) -> None:
 def test_add_onion_sends_pow_max_streams_and_every_client_key(tmp_path: Path) -> None:
     key = onionkeys.new_onion_key()
     controller = FakeController(known_ids(key))
-    assert tor.add_onion(controller, "staff", key, "127.0.0.1:8081", ["A" * 52, "B" * 52],
+    assert control.add_onion(controller, "staff", key, "127.0.0.1:8081", ["A" * 52, "B" * 52],
                          pow_defense=True, max_streams=60)
     (command,) = controller.sent
     assert command.startswith(f"ADD_ONION {key.key} Flags=DiscardPK,V3Auth,MaxStreamsCloseCircuit ")
@@ -225,7 +227,7 @@ def test_pow_refused_falls_back_and_logs(tmp_path: Path, caplog: pytest.LogCaptu
     key = onionkeys.new_onion_key()
     controller = FakeController(known_ids(key), refuse_pow=True)
     with caplog.at_level(logging.WARNING, logger="onionchat.tor"):
-        assert not tor.add_onion(controller, "visitor", key, "127.0.0.1:8080", [], pow_defense=True,
+        assert not control.add_onion(controller, "visitor", key, "127.0.0.1:8080", [], pow_defense=True,
                                  max_streams=0)
     assert len(controller.sent) == 2
     assert "PoWDefensesEnabled" not in controller.sent[1] and "MaxStreams" not in controller.sent[1]
@@ -235,19 +237,19 @@ def test_pow_refused_falls_back_and_logs(tmp_path: Path, caplog: pytest.LogCaptu
 def test_refusal_and_wrong_address_are_publish_errors() -> None:
     key = onionkeys.new_onion_key()
     with pytest.raises(TorPublishError, match="refused to publish the visitor onion"):
-        tor.add_onion(FakeController(known_ids(key), refuse_all=True), "visitor", key, "t:1", [], pow_defense=False,
+        control.add_onion(FakeController(known_ids(key), refuse_all=True), "visitor", key, "t:1", [], pow_defense=False,
                       max_streams=0)
     with pytest.raises(TorPublishError, match="key file is damaged"):
-        tor.add_onion(FakeController(known_ids(key), wrong_id=True), "visitor", key, "t:1", [], pow_defense=False,
+        control.add_onion(FakeController(known_ids(key), wrong_id=True), "visitor", key, "t:1", [], pow_defense=False,
                       max_streams=0)
 
 
 def test_bootstrap_progress_and_timeout() -> None:
     seen: list[tuple[int, str]] = []
-    tor.wait_bootstrap(FakeController({}, bootstrap=100), 1, threading.Event(), lambda p, s: seen.append((p, s)))
+    control.wait_bootstrap(FakeController({}, bootstrap=100), 1, threading.Event(), lambda p, s: seen.append((p, s)))
     assert seen == [(100, "step 100")]
     with pytest.raises(TorBootstrapTimeout, match="stuck at 50%"):
-        tor.wait_bootstrap(FakeController({}, bootstrap=50), 0.3, threading.Event(), None)
+        control.wait_bootstrap(FakeController({}, bootstrap=50), 0.3, threading.Event(), None)
 
 
 # -- reaching tor ----------------------------------------------------------------------------
@@ -256,14 +258,14 @@ def test_bootstrap_progress_and_timeout() -> None:
 async def test_missing_tor_says_how_to_install_or_run_local(tmp_path: Path) -> None:
     config = make_config(tmp_path, tor_binary="no-such-tor-binary-here")
     with pytest.raises(TorMissing) as caught:
-        await tor.start_tor(config, 8080, 8081)
+        await publish.start_tor(config, 8080, 8081)
     assert "apt-get install tor" in str(caught.value) and "--local" in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
 def try_connect(path: Path) -> str:
     try:
-        tor._connect_socket(path)
+        control.connect_socket(path)
     except TorPermissionDenied as exc:
         return f"denied: {exc}"
     except Exception as exc:  # noqa: BLE001 - any other outcome is reported and fails the test
@@ -306,7 +308,7 @@ def test_control_socket_permission_denied_names_the_group(tmp_path: Path) -> Non
 
 
 def test_missing_control_socket_is_one_clear_line(tmp_path: Path) -> None:
-    backend = tor.ControlBackend(make_config(tmp_path, mode="control", control_socket=str(tmp_path / "nothing")))
+    backend = backends.ControlBackend(make_config(tmp_path, mode="control", control_socket=str(tmp_path / "nothing")))
     with pytest.raises(TorError, match="no tor control socket"):
         backend.connect(threading.Event(), None)
 
@@ -326,29 +328,29 @@ def test_authentication_failures(monkeypatch: pytest.MonkeyPatch, failure: Excep
     monkeypatch.setattr(stem.connection, "authenticate", fail)
     controller = FakeController({})
     with pytest.raises(expected, match=re.escape(text)):
-        tor.authenticate(controller, "", "/run/tor/control")
+        control.authenticate(controller, "", "/run/tor/control")
     assert controller.closed
 
 
 def test_launch_torrc_has_our_options_then_extra_lines(tmp_path: Path) -> None:
     config = make_config(tmp_path, extra_torrc=["UseBridges 1", "Bridge obfs4 192.0.2.1:1 X"])
-    text = tor.LaunchBackend(config).torrc()
+    text = backends.LaunchBackend(config).torrc()
     assert "SocksPort 0" in text and "CookieAuthentication 1" in text and "SafeLogging 1" in text
     assert f"DataDirectory {config.data_dir / 'tor'}" in text
     assert text.rstrip().endswith("UseBridges 1\nBridge obfs4 192.0.2.1:1 X")
     with pytest.raises(TorError, match="line breaks"):
-        tor.LaunchBackend(make_config(tmp_path, extra_torrc=["A 1\nB 2"])).torrc()
+        backends.LaunchBackend(make_config(tmp_path, extra_torrc=["A 1\nB 2"])).torrc()
 
 
 def test_torrc_mode_reads_hostname_files(tmp_path: Path) -> None:
     visitor, staff = tmp_path / "v", tmp_path / "s"
     config = make_config(tmp_path, mode="torrc", hidden_service_dirs=[str(visitor), str(staff)])
     with pytest.raises(TorError, match=r"torrc\.example"):
-        tor.read_torrc_addresses(config)
+        publish.read_torrc_addresses(config)
     for directory, name in ((visitor, "v" * 56), (staff, "s" * 56)):
         directory.mkdir()
         (directory / "hostname").write_text(name + ".onion\n")
-    assert tor.read_torrc_addresses(config) == tor.OnionAddresses("v" * 56 + ".onion", "s" * 56 + ".onion")
+    assert publish.read_torrc_addresses(config) == publish.OnionAddresses("v" * 56 + ".onion", "s" * 56 + ".onion")
 
 
 # -- the session and its watchdog ------------------------------------------------------------
@@ -360,9 +362,9 @@ async def test_start_publishes_both_and_close_removes_them(tmp_path: Path) -> No
     StaffClientKeys(config.data_dir).add("bob")
     backend = fake_backend(config)
     seen: list[int] = []
-    handle = await tor.start_tor(config, 18080, 18081, progress=lambda p, s: seen.append(p), backend=backend)
+    handle = await publish.start_tor(config, 18080, 18081, progress=lambda p, s: seen.append(p), backend=backend)
     keys = onionkeys.service_keys(config.data_dir)
-    assert handle.addresses == tor.OnionAddresses(keys.visitor.address, keys.staff.address)
+    assert handle.addresses == publish.OnionAddresses(keys.visitor.address, keys.staff.address)
     (controller,) = backend.controllers
     visitor_cmd, staff_cmd = controller.sent
     assert "Port=80,127.0.0.1:18080" in visitor_cmd and "ClientAuthV3" not in visitor_cmd
@@ -378,7 +380,7 @@ async def test_no_staff_keys_means_no_staff_onion(tmp_path: Path, caplog: pytest
     config = make_config(tmp_path)
     backend = fake_backend(config)
     with caplog.at_level(logging.WARNING, logger="onionchat.tor"):
-        handle = await tor.start_tor(config, 1, 2, backend=backend)
+        handle = await publish.start_tor(config, 1, 2, backend=backend)
     assert len(backend.controllers[0].sent) == 1
     assert "staff-key add" in caplog.text
     await handle.close()
@@ -389,7 +391,7 @@ async def test_staff_auth_off_is_published_open_with_a_warning(tmp_path: Path,
     config = make_config(tmp_path, staff_client_auth=False)
     backend = fake_backend(config)
     with caplog.at_level(logging.WARNING, logger="onionchat.tor"):
-        handle = await tor.start_tor(config, 1, 2, backend=backend)
+        handle = await publish.start_tor(config, 1, 2, backend=backend)
     staff_cmd = backend.controllers[0].sent[1]
     assert "V3Auth" not in staff_cmd and "ClientAuthV3" not in staff_cmd
     assert "staff_client_auth is false" in caplog.text
@@ -402,7 +404,7 @@ async def test_watchdog_republishes_after_a_lost_connection(tmp_path: Path,
     StaffClientKeys(config.data_dir).add("alice")
     backend = fake_backend(config)
     with caplog.at_level(logging.INFO, logger="onionchat.tor"):
-        handle = await tor.start_tor(config, 1, 2, backend=backend)
+        handle = await publish.start_tor(config, 1, 2, backend=backend)
         backend.controllers[0].alive = False  # the control connection drops
         wait_for(lambda: len(backend.controllers) == 2 and len(backend.controllers[1].sent) == 2)
         backend.alive = False  # the launched tor dies
@@ -418,7 +420,7 @@ async def test_watchdog_follows_staff_key_changes(tmp_path: Path) -> None:
     store = StaffClientKeys(config.data_dir)
     alice = store.add("alice")
     backend = fake_backend(config)
-    handle = await tor.start_tor(config, 1, 2, backend=backend)
+    handle = await publish.start_tor(config, 1, 2, backend=backend)
     controller = backend.controllers[0]
     staff_id = onionkeys.service_keys(config.data_dir).staff.service_id
     bob = store.add("bob")
@@ -434,7 +436,7 @@ async def test_watchdog_follows_staff_key_changes(tmp_path: Path) -> None:
 
 def test_progress_printer_plain_and_tty() -> None:
     plain = io.StringIO()
-    show = tor.progress_printer(plain)
+    show = publish.progress_printer(plain)
     show(5, "Connecting")
     show(100, "Done")
     assert plain.getvalue() == "tor: bootstrapped 5%: Connecting\ntor: bootstrapped 100%: Done\n"
@@ -444,7 +446,7 @@ def test_progress_printer_plain_and_tty() -> None:
             return True
 
     tty = Tty()
-    show = tor.progress_printer(tty)
+    show = publish.progress_printer(tty)
     show(50, "Half")
     show(100, "Done")
     assert tty.getvalue().startswith("\rtor: [###############---------------]  50% Half")
@@ -523,7 +525,7 @@ async def test_cancelling_start_stops_bootstrap_and_tor(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     keys = onionkeys.service_keys(config.data_dir)
     backend = FakeBackend(lambda: FakeController(known_ids(keys.visitor, keys.staff), bootstrap=50))
-    task = asyncio.ensure_future(tor.start_tor(config, 1, 2, backend=backend))
+    task = asyncio.ensure_future(publish.start_tor(config, 1, 2, backend=backend))
     await asyncio.sleep(0.3)  # let the worker thread reach the bootstrap wait
     task.cancel()
     started = time.monotonic()
@@ -538,7 +540,7 @@ async def test_a_bad_extra_torrc_line_is_reported_with_tors_own_words(tmp_path: 
         pytest.skip("tor is not installed")
     config = make_config(tmp_path, mode="launch", extra_torrc=["NoSuchOptionAnywhere 1"])
     with pytest.raises(TorError, match="tor exited at start") as caught:
-        await tor.start_tor(config, 1, 2)
+        await publish.start_tor(config, 1, 2)
     assert "NoSuchOptionAnywhere" in str(caught.value)
     assert not (config.data_dir / "tor" / "control").exists()
 
@@ -546,7 +548,7 @@ async def test_a_bad_extra_torrc_line_is_reported_with_tors_own_words(tmp_path: 
 def test_a_long_data_dir_uses_a_control_port_instead_of_a_socket(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     config = Config(server=ServerConfig(data_dir=str(deep)))
-    text = tor.LaunchBackend(config).torrc()
+    text = backends.LaunchBackend(config).torrc()
     assert "ControlSocket" not in text  # AF_UNIX paths end at 108 bytes
     assert "ControlPort 127.0.0.1:auto" in text and f"ControlPortWriteToFile {deep / 'tor' / 'control.port'}" in text
-    assert "ControlSocket" in tor.LaunchBackend(make_config(tmp_path)).torrc()
+    assert "ControlSocket" in backends.LaunchBackend(make_config(tmp_path)).torrc()

@@ -13,11 +13,14 @@ import pyotp
 import pytest
 from aiohttp.test_utils import TestServer
 
+import onionchat.staff
 from onionchat import config as configmod
-from onionchat import keys, totp
+from onionchat import totp
 from onionchat.accounts import AccountStore, Role
-from onionchat.app import Services, create_app
 from onionchat.config import Config
+from onionchat.totp import Stage
+from onionchat.web import keys
+from onionchat.web.app import Services
 from tests.conftest import PASSWORD, AiohttpClient, NewStaff, Site, fast_hasher, make_services, private_client
 
 SECRET_RE = re.compile(r'<code class="secret">([A-Z2-7 ]+)</code>')
@@ -64,15 +67,15 @@ def test_qr_code_is_a_png_data_uri_naming_no_helpline() -> None:
 
 def test_pending_steps_expire_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     steps = totp.PendingSteps(limit=3)
-    steps.put("s1", "carla", "code")
-    assert steps.get("s1", "code") is not None
-    assert steps.get("s1", "enrol") is None  # another stage is not this one
+    steps.put("s1", "carla", Stage.CODE)
+    assert steps.get("s1", Stage.CODE) is not None
+    assert steps.get("s1", Stage.ENROL) is None  # another stage is not this one
     for sid in ("s2", "s3", "s4"):
-        steps.put(sid, "carla", "code")
-    assert len(steps) == 3 and steps.get("s1", "code") is None  # the oldest made room
+        steps.put(sid, "carla", Stage.CODE)
+    assert len(steps) == 3 and steps.get("s1", Stage.CODE) is None  # the oldest made room
     later = time.monotonic() + totp.CODE_SECONDS + 1
     monkeypatch.setattr(time, "monotonic", lambda: later)
-    assert steps.get("s4", "code") is None
+    assert steps.get("s4", Stage.CODE) is None
 
 
 # The account store
@@ -103,7 +106,7 @@ def test_used_steps_are_refused_and_stay_refused_after_a_restart(tmp_path: Path)
 
 
 async def staff_site(aiohttp_client: AiohttpClient, services: Services) -> Site:
-    site = Site(await private_client(aiohttp_client, create_app(services, "staff")))
+    site = Site(await private_client(aiohttp_client, onionchat.staff.create_app(services)))
     await site.get("/login")
     return site
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from onionchat.app import Services
 from onionchat.chat import Author, EndReason, State
+from onionchat.web.app import Services
 from tests.conftest import NewStaff, NewVisitor, only, start_chat
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from onionchat.app import Services, create_app
+import onionchat.visitor
 from onionchat.chat import Author, ChatStore, EndReason, NoteKind, State
 from onionchat.config import Config, LimitsConfig
 from onionchat.hours import OfficeHours
-from onionchat.render import Renderer, templates_dir
+from onionchat.web.app import Services
+from onionchat.web.render import Renderer, templates_dir
 from tests.conftest import AiohttpClient, NewStaff, NewVisitor, Site, make_services, only, private_client, start_chat
 
 SECRET = "STAFF-ONLY-MARKER-7f3a"
@@ -82,7 +83,7 @@ async def test_nobody_available_gives_the_calm_page(aiohttp_client: AiohttpClien
     config = replace(config, hours=replace(config.hours, open_without_staff=False,
                                            alternatives=["Call the hotline 0800-1234"]))
     services = make_services(config)
-    visitor = Site(await private_client(aiohttp_client, create_app(services, "visitor")))
+    visitor = Site(await private_client(aiohttp_client, onionchat.visitor.create_app(services)))
     _, landing = await visitor.get("/")
     assert "No counsellor is available right now" in landing and "0800-1234" in landing
     response, page = await visitor.post("/start")
@@ -96,7 +97,7 @@ async def test_outside_office_hours_the_visitor_learns_when_to_return(
     config = replace(config, hours=replace(config.hours, weekly=["mon-sun 00:00-24:00"],
                                            closed_dates=[today.isoformat()]))
     services = make_services(config)
-    visitor = Site(await private_client(aiohttp_client, create_app(services, "visitor")))
+    visitor = Site(await private_client(aiohttp_client, onionchat.visitor.create_app(services)))
     await visitor.get("/")
     _, page = await visitor.post("/start")
     tomorrow = (today + dt.timedelta(days=1)).isoformat()

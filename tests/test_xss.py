@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+import onionchat.staff
+import onionchat.visitor
 from onionchat.accounts import NAME_RE, Role
-from onionchat.app import Services, create_app
 from onionchat.canned import TEXT_MAX, TITLE_MAX
 from onionchat.config import Config
 from onionchat.errors import AccountError
-from tests.conftest import PASSWORD, AiohttpClient, Site, make_services, private_client
+from onionchat.web.app import Services
+from tests.conftest import PASSWORD, SITES, AiohttpClient, Site, make_services, private_client
 
 CORPUS = Path(__file__).parent / "data" / "xss.txt"
 PAYLOADS = [line for line in CORPUS.read_text(encoding="utf-8").split("\n") if line]
@@ -96,8 +98,8 @@ class World:
     def __init__(self, services: Services, aiohttp_client: AiohttpClient) -> None:
         self.services = services
         self.aiohttp_client = aiohttp_client
-        self.visitor_app = create_app(services, "visitor")
-        self.staff_app = create_app(services, "staff")
+        self.visitor_app = onionchat.visitor.create_app(services)
+        self.staff_app = onionchat.staff.create_app(services)
         self.cid = ""
 
     async def visitor(self) -> Site:
@@ -209,7 +211,7 @@ async def test_every_place_text_is_shown_stays_inert(config: Config, aiohttp_cli
 async def test_payloads_in_urls_never_reach_an_error_page(site: str, config: Config,
                                                           aiohttp_client: AiohttpClient) -> None:
     services = make_services(xss_config(config))
-    client = await private_client(aiohttp_client, create_app(services, site))
+    client = await private_client(aiohttp_client, SITES[site](services))
     async with client.get("/no-such-page") as response:
         baseline = await response.text()
     for i, payload in enumerate(PAYLOADS):
@@ -242,5 +244,5 @@ async def test_malicious_staff_names_are_refused(config: Config, aiohttp_client:
         assert response.status == 409, payload
         assert_inert(f"refused staff name {payload!r}", page, baseline)
         refused += 1
-    assert {a.name for a in accounts.list()} == {"alex", "carla", "dirk", "sam"}
+    assert {a.name for a in accounts.all()} == {"alex", "carla", "dirk", "sam"}
     assert refused == (len(PAYLOADS) if FULL else len(PAYLOADS[::5]))

@@ -9,13 +9,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from onionchat import keys
 from onionchat.accounts import Role
 from onionchat.config import StatsConfig
-from onionchat.pages import page, see_other
-from onionchat.security import N_, Refused, read_form
+from onionchat.errors import ErrorCode
+from onionchat.i18n import N_
 from onionchat.sessions import Session
-from onionchat.staff import signed_in
 from onionchat.stats import (
     CHATS,
     CONTACT,
@@ -33,6 +31,12 @@ from onionchat.stats import (
     valid_month,
     with_extra,
 )
+from onionchat.web import keys
+from onionchat.web.csrf import read_form
+from onionchat.web.guard import Refused
+from onionchat.web.pages import see_other
+
+from .access import page, signed_in
 
 routes = web.RouteTableDef()
 
@@ -100,7 +104,7 @@ async def wrapup(request: web.Request) -> web.StreamResponse:
     settings = request.app[keys.CONFIG].stats
     contact = form.get("contact", "")
     if contact not in settings.contact_types:
-        raise Refused("bad_request")
+        raise Refused(ErrorCode.BAD_REQUEST)
     answers = {CONTACT: contact}
     # Only a real contact is described further: test, silent and abusive contacts would
     # distort who the helpline's visitors are.
@@ -109,7 +113,7 @@ async def wrapup(request: web.Request) -> web.StreamResponse:
         for field, name, _ in QUESTIONS:
             value = form.get(field, "")
             if value and value not in answers_of(settings, name):
-                raise Refused("bad_request")  # only the fixed values ever count
+                raise Refused(ErrorCode.BAD_REQUEST)  # only the fixed values ever count
             if value:
                 chosen[field] = value
         if len(chosen) != len(QUESTIONS) + 1:
@@ -230,7 +234,7 @@ def chosen_range(request: web.Request) -> tuple[str, str]:
     first = request.query.get("from", this_month[:4] + "-01")
     last = request.query.get("to", this_month)
     if not (valid_month(first) and valid_month(last)):
-        raise Refused("bad_request")
+        raise Refused(ErrorCode.BAD_REQUEST)
     return (first, last) if first <= last else (last, first)
 
 

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from onionchat import keys
 from onionchat.sessions import Session
-
-# One cookie name per site, so a browser using both sites never mixes the two sessions.
-COOKIE = {"visitor": "oc_visitor", "staff": "oc_staff"}
-
-
-def cookie_name(request: web.Request) -> str:
-    """Cookie name of the site that received the request."""
-    return COOKIE[request.app[keys.SITE]]
+from onionchat.web import keys
 
 
 def session_id(request: web.Request) -> str | None:
-    """Our cookie's value, read straight from the Cookie header.
+    """The value of this site's cookie, read straight from the Cookie header.
 
     Every poll passes here: aiohttp's request.cookies builds a Morsel per cookie (12-14 µs a
     request, measured in bench/). Our ids are token_urlsafe, so no unquoting is ever needed;
@@ -26,7 +18,7 @@ def session_id(request: web.Request) -> str | None:
     header = request.headers.get("Cookie")
     if not header:
         return None
-    prefix = cookie_name(request) + "="
+    prefix = request.app[keys.SITE].cookie + "="
     for part in header.split(";"):
         part = part.strip()
         if part.startswith(prefix):
@@ -49,9 +41,9 @@ def ensure(request: web.Request) -> tuple[Session, bool]:
 
 def set_cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:
     """Attach the session cookie: no Expires, so it dies with the (private) browser window."""
-    response.set_cookie(cookie_name(request), session.id, httponly=True, samesite="Strict", path="/")
+    response.set_cookie(request.app[keys.SITE].cookie, session.id, httponly=True, samesite="Strict", path="/")
 
 
 def clear_cookie(request: web.Request, response: web.StreamResponse) -> None:
     """Remove the session cookie from the browser."""
-    response.del_cookie(cookie_name(request), path="/")
+    response.del_cookie(request.app[keys.SITE].cookie, path="/")

@@ -1,67 +1,32 @@
-"""Routes of the staff site: the self-updating dashboard, accepting, holding and handing over chats."""
+"""Counsellors' routes: the self-updating dashboard, accepting, holding and handing over chats."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from onionchat import keys, websession
-from onionchat.accounts import Account, Role, effective_max_chats
-from onionchat.chat import Author, Conversation, EndReason, Message, NoteKind, StaffNote, State
-from onionchat.errors import ChatError
-from onionchat.pages import language, page, see_other
-from onionchat.poll import Frame, next_check, serve_frame, wait_any
-from onionchat.render import Rendered
-from onionchat.security import ERRORS, Refused, read_form
+from onionchat.accounts import Account
+from onionchat.chat import Author, ChatStore, Conversation, EndReason, Message, NoteKind, StaffNote, State
+from onionchat.errors import ChatError, ErrorCode
+from onionchat.pagecache import Audience, PageKey, Rendered
 from onionchat.sessions import Session
+from onionchat.web import cookies, keys
+from onionchat.web.csrf import read_form
+from onionchat.web.guard import ERRORS, Refused
+from onionchat.web.pages import language, see_other
+from onionchat.web.poll import Frame, Waiter, next_check, serve_frame, wait_any
+
+from .access import conversation, is_supervisor, max_chats, page, signed_in, urgent_live
 
 routes = web.RouteTableDef()
 
 
-def signed_in(request: web.Request, role: Role = Role.COUNSELLOR) -> tuple[Session, Account]:
-    """The signed-in staff member with at least ``role``; otherwise off to the login page.
+def board_or_chats_changed(store: ChatStore, name: str) -> Waiter:
+    """Wait for a change of the board (queue, assignments) or of any chat ``name`` holds."""
 
-    Checked on every staff route, against the account as it is now: a removed or disabled
-    account loses its session at its next request.
-    """
-    session = websession.current(request)
-    if session is None or not session.staff:
-        raise see_other("/login")
-    account = request.app[keys.ACCOUNTS].get(session.staff)
-    if account is None or account.disabled:
-        request.app[keys.SESSIONS].drop(session)
-        raise see_other("/login")
-    if account.role.rank < role.rank:
-        raise Refused("forbidden")
-    return session, account
+    async def wait(timeout: float) -> bool:
+        return await wait_any([store.board_waiter(), *(c.waiter() for c in store.chats_of(name))], timeout)
 
-
-def is_supervisor(account: Account) -> bool:
-    """Supervisors and admins may watch every chat."""
-    return account.role.rank >= Role.SUPERVISOR.rank
-
-
-def conversation(request: web.Request, account: Account, *, write: bool = True) -> Conversation:
-    """The conversation in the URL if this staff member may see it (write: take part in it).
-
-    Counsellors reach only the chats they hold; supervisors may read every chat, and write
-    only in those they joined. An ended chat stays readable to whoever held it.
-    """
-    conv = request.app[keys.CHAT].find(request.match_info["cid"])
-    if conv is None:
-        raise Refused("gone")
-    if conv.has_staff(account.name) or (not write and is_supervisor(account)):
-        return conv
-    raise Refused("forbidden")
-
-
-def max_chats(request: web.Request, account: Account) -> int:
-    """How many chats this counsellor may hold at once (their own limit, else the configured one)."""
-    return effective_max_chats(account, request.app[keys.CONFIG])
-
-
-def urgent_live(request: web.Request) -> list[Conversation]:
-    """Urgent chats that are waiting or open."""
-    return [c for c in request.app[keys.CHAT].live() if c.urgent]
+    return wait
 
 
 def board_frame(request: web.Request, session: Session, account: Account) -> Frame:
@@ -75,10 +40,6 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
         unread = sum(1 for c in mine if c.unread)
         return f"{store.board_version}.{unread}.{int(session.available)}"
 
-    async def wait(timeout: float) -> bool:
-        waiters = [store.board_waiter()] + [c.waiter() for c in store.chats_of(account.name)]
-        return await wait_any(waiters, timeout)
-
     def render(current: str, url: str) -> bytes:
         return renderer.render(
             "staff/dashboard.html", language(request, session), session=session, site="staff", account=account,
@@ -87,7 +48,7 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
             urgent=urgent_live(request), available=sorted(staff_sessions.staff_available()),
             limit=max_chats(request, account), held=store.held_by(account.name)).encode()
 
-    return Frame(stamp=stamp, wait=wait, render=render, path="/")
+    return Frame(stamp=stamp, wait=board_or_chats_changed(store, account.name), render=render, path="/")
 
 
 @routes.get("/", name="dashboard")
@@ -145,7 +106,7 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
     paused = request.query.get("paused") == "1"
     check = next_check(request)
     holder = conv.counsellor == account.name
-    lang = language(request, websession.current(request))
+    lang = language(request, cookies.current(request))
 
     def page(refresh_url: str) -> bytes:
         timeline: list[Message | StaffNote] = sorted([*conv.messages, *conv.notes], key=lambda item: item.at)
@@ -158,7 +119,7 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
     def render(current: str, url: str) -> bytes:
         if holder:
             conv.staff_seen = conv.messages[-1].seq if conv.messages else 0
-        key = (f"staff-paused{check}" if paused else "staff") + f"-{lang}" + ("" if holder else f"-{account.name}")
+        key = PageKey(Audience.STAFF, lang, paused, check, viewer="" if holder else account.name)
         cached = conv.rendered.get(key)
         if cached is None or not cached.fits(current, url):
             cached = conv.rendered[key] = Rendered(current, bool(url), page)
@@ -178,13 +139,17 @@ async def messages(request: web.Request) -> web.Response:
 
 
 def compose_page(request: web.Request, session: Session, conv: Conversation, *, text: str = "",
-                 error: tuple[str, str] | None = None, status: int = 200) -> web.Response:
-    """The compose frame: the reply box, canned replies, and the staff-only note form."""
+                 refused: ChatError | None = None) -> web.Response:
+    """The compose frame: the reply box, canned replies, and the staff-only note form.
+
+    After a refusal (``refused``) the form comes back with its text and the reason above it.
+    """
     canned = request.app[keys.CANNED]
     own = canned.for_language(conv.lang)
     others = [r for r in canned.for_language("en") if conv.lang != "en"]
-    return page(request, "staff/compose.html", session, status=status, conv=conv, text=text, error=error,
-                State=State, canned=own + others)
+    refusal = ERRORS[refused.code] if refused is not None else None
+    return page(request, "staff/compose.html", session, status=refusal.status if refusal else 200, conv=conv,
+                text=text, error=refusal.message if refusal else None, State=State, canned=own + others)
 
 
 @routes.get("/chat/{cid}/compose", name="staff_compose")
@@ -209,8 +174,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     try:
         request.app[keys.CHAT].post(conv.id, Author.STAFF, text, sender=account.name)
     except ChatError as exc:
-        status, title, explanation = ERRORS.get(exc.code, ERRORS["bad_request"])
-        return compose_page(request, session, conv, text=text, error=(title, explanation), status=status)
+        return compose_page(request, session, conv, text=text, refused=exc)
     raise see_other(f"/chat/{conv.id}/compose")
 
 
@@ -228,8 +192,7 @@ async def note(request: web.Request) -> web.StreamResponse:
     except ChatError as exc:
         if back != "compose":
             raise
-        status, title, explanation = ERRORS.get(exc.code, ERRORS["bad_request"])
-        return compose_page(request, session, conv, error=(title, explanation), status=status)
+        return compose_page(request, session, conv, refused=exc)
     raise see_other(f"/supervise/{conv.id}/line" if back == "line" else f"/chat/{conv.id}/compose")
 
 
@@ -256,7 +219,7 @@ async def transfer(request: web.Request) -> web.StreamResponse:
         raise see_other("/")
     colleague = request.app[keys.ACCOUNTS].get(target)
     if colleague is None or target not in request.app[keys.SESSIONS].staff_available():
-        raise Refused("not_available")
+        raise Refused(ErrorCode.NOT_AVAILABLE)
     store.transfer(conv.id, account.name, target, form.get("reason", ""), max_chats(request, colleague))
     raise see_other("/")
 
@@ -295,14 +258,11 @@ async def mychats(request: web.Request) -> web.Response:
         mine = store.chats_of(account.name)
         return ".".join([str(store.board_version)] + [f"{c.version}" for c in mine])
 
-    async def wait(timeout: float) -> bool:
-        waiters = [store.board_waiter()] + [c.waiter() for c in store.chats_of(account.name)]
-        return await wait_any(waiters, timeout)
-
     def render(current: str, url: str) -> bytes:
         return renderer.render("staff/mychats.html", language(request, session), mine=store.chats_of(account.name),
                                current_id=current_id, queue_length=len(store.queue()), refresh_url=url,
                                site="staff", session=session, urgent=urgent_live(request)).encode()
 
     path = f"/mychats?current={current_id}" if current_id else "/mychats"
-    return await serve_frame(request, Frame(stamp=stamp, wait=wait, render=render, path=path))
+    return await serve_frame(request, Frame(stamp=stamp, wait=board_or_chats_changed(store, account.name),
+                                            render=render, path=path))

@@ -8,14 +8,15 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
-from onionchat import keys, websession
 from onionchat.chat import Author, Conversation, EndReason, State, VisitorView
-from onionchat.errors import ChatError, NotFound
-from onionchat.pages import language, page, see_other
-from onionchat.poll import next_check, serve_frame, wait_any
-from onionchat.render import Rendered
-from onionchat.security import ERRORS, Refused, read_form
+from onionchat.errors import ChatError, ErrorCode, NotFound
+from onionchat.pagecache import Audience, PageKey, Rendered
 from onionchat.sessions import Session
+from onionchat.web import cookies, keys
+from onionchat.web.csrf import read_form
+from onionchat.web.guard import ERRORS, Refused
+from onionchat.web.pages import language, page, see_other
+from onionchat.web.poll import next_check, serve_frame, wait_any
 
 routes = web.RouteTableDef()
 PASSPHRASE_AGAIN_SECONDS = 60.0
@@ -62,28 +63,28 @@ def view(conv: Conversation | None) -> VisitorView | None:
 @routes.get("/", name="landing")
 async def landing(request: web.Request) -> web.Response:
     """What this is, why it is anonymous, how to stay safe, Start chat and Resume chat."""
-    session, new = websession.ensure(request)
+    session, new = cookies.ensure(request)
     conv = conversation_of(request, session)
     active = conv is not None and conv.state is not State.ENDED
     reason = "" if active else availability(request)
     opening = request.app[keys.HOURS].next_opening() if reason == "closed" else None
     response = page(request, "visitor/landing.html", session, active=active, reason=reason, opening=opening)
     if new:
-        websession.set_cookie(request, response, session)
+        cookies.set_cookie(request, response, session)
     return response
 
 
 @routes.post("/start", name="start")
 async def start(request: web.Request) -> web.StreamResponse:
     """Join the queue with an optional nickname."""
-    session = websession.current(request)
+    session = cookies.current(request)
     form = await read_form(request, session)
     assert session is not None  # read_form refuses requests without a session
     conv = conversation_of(request, session)
     if conv is None or conv.state is State.ENDED:
         store = request.app[keys.CHAT]
         if store.session_blocked(session.id):
-            raise Refused("blocked")
+            raise Refused(ErrorCode.BLOCKED)
         reason = availability(request)
         if reason:
             return come_back_later(request, session, reason)
@@ -94,7 +95,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         session.conversation = conv.id
         session.passphrase = passphrase
         response = see_other("/chat")
-        websession.set_cookie(request, response, session)
+        cookies.set_cookie(request, response, session)
         raise response
     raise see_other("/chat")
 
@@ -102,7 +103,7 @@ async def start(request: web.Request) -> web.StreamResponse:
 @routes.post("/resume", name="resume")
 async def resume(request: web.Request) -> web.StreamResponse:
     """Return to a conversation still in memory with its passphrase."""
-    session = websession.current(request)
+    session = cookies.current(request)
     form = await read_form(request, session)
     assert session is not None
     conv = request.app[keys.CHAT].resume(form.get("passphrase", ""), session.resume_throttle)
@@ -111,14 +112,14 @@ async def resume(request: web.Request) -> web.StreamResponse:
     conv.lang = language(request, session)  # this browser's choice: the counsellor sees it
     request.app[keys.CHAT].notify_board()
     response = see_other("/chat")
-    websession.set_cookie(request, response, session)
+    cookies.set_cookie(request, response, session)
     raise response
 
 
 @routes.get("/chat", name="chat")
 async def chat(request: web.Request) -> web.StreamResponse:
     """The chat frame set: messages (self-updating), compose (never reloads), controls."""
-    session = websession.current(request)
+    session = cookies.current(request)
     conv = conversation_of(request, session)
     if session is None or conv is None:
         raise see_other("/")
@@ -133,11 +134,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
 @routes.post("/chat/urgent", name="urgent")
 async def urgent(request: web.Request) -> web.StreamResponse:
     """'I am in danger now': jump the queue, alert staff, and show what to do right away."""
-    session = websession.current(request)
+    session = cookies.current(request)
     await read_form(request, session)
     conv = conversation_of(request, session)
     if conv is None or conv.state is State.ENDED:
-        raise Refused("gone")
+        raise Refused(ErrorCode.GONE)
     request.app[keys.CHAT].mark_urgent(conv.id)
     raise see_other("/chat?urgent=1")
 
@@ -145,7 +146,7 @@ async def urgent(request: web.Request) -> web.StreamResponse:
 @routes.post("/chat/delete", name="delete")
 async def delete(request: web.Request) -> web.StreamResponse:
     """Delete this conversation now: gone from memory at once; the counsellor is told."""
-    session = websession.current(request)
+    session = cookies.current(request)
     await read_form(request, session)
     assert session is not None
     conv = conversation_of(request, session)
@@ -199,7 +200,7 @@ class MessagesFrame:
         """The page for stamp ``current``: cached bytes while the stamp holds."""
         conv = self.conv
         # The language is part of the key: a resumed chat can be open in two languages at once.
-        key = (f"visitor-paused{self.check}-" if self.paused else "visitor-") + self.lang
+        key = PageKey(Audience.VISITOR, self.lang, self.paused, self.check)
         if conv is None:
             return self.page(url)
         cached = conv.rendered.get(key)
@@ -233,13 +234,13 @@ def messages_frame(request: web.Request, session: Session | None) -> MessagesFra
 @routes.get("/chat/messages", name="messages")
 async def messages(request: web.Request) -> web.Response:
     """The self-updating list of messages (or the waiting line)."""
-    return await serve_frame(request, messages_frame(request, websession.current(request)))
+    return await serve_frame(request, messages_frame(request, cookies.current(request)))
 
 
 @routes.get("/chat/compose", name="compose")
 async def compose(request: web.Request) -> web.Response:
     """The compose form; it never reloads by itself, so typed text is never lost."""
-    session = websession.current(request)
+    session = cookies.current(request)
     conv = conversation_of(request, session)
     return page(request, "visitor/compose.html", session, conv=view(conv), text="", error=None, State=State)
 
@@ -247,25 +248,25 @@ async def compose(request: web.Request) -> web.Response:
 @routes.post("/chat/send", name="send")
 async def send(request: web.Request) -> web.StreamResponse:
     """Send a message; on refusal the compose form comes back with the text kept."""
-    session = websession.current(request)
+    session = cookies.current(request)
     form = await read_form(request, session)
     conv = conversation_of(request, session)
     text = form.get("text", "")
     try:
         if conv is None:
-            raise NotFound("gone")
+            raise NotFound(ErrorCode.GONE)
         request.app[keys.CHAT].post(conv.id, Author.VISITOR, text)
     except ChatError as exc:
-        status, title, explanation = ERRORS.get(exc.code, ERRORS["bad_request"])
-        return page(request, "visitor/compose.html", session, status=status, conv=view(conv), text=text,
-                    error=(title, explanation), State=State)
+        refusal = ERRORS[exc.code]
+        return page(request, "visitor/compose.html", session, status=refusal.status, conv=view(conv), text=text,
+                    error=refusal.message, State=State)
     raise see_other("/chat/compose")
 
 
 @routes.post("/chat/leave", name="leave")
 async def leave(request: web.Request) -> web.StreamResponse:
     """End the conversation and show how to leave no trace."""
-    session = websession.current(request)
+    session = cookies.current(request)
     await read_form(request, session)
     conv = conversation_of(request, session)
     if conv is not None:
@@ -278,14 +279,14 @@ async def leave(request: web.Request) -> web.StreamResponse:
 @routes.get("/goodbye", name="goodbye")
 async def goodbye(request: web.Request) -> web.Response:
     """Advice after leaving: close Tor Browser or use New Identity."""
-    return page(request, "visitor/goodbye.html", websession.current(request),
+    return page(request, "visitor/goodbye.html", cookies.current(request),
                 deleted=request.query.get("deleted") == "1")
 
 
 @routes.get("/safety", name="safety")
 async def safety(request: web.Request) -> web.Response:
     """How to stay safe while using this service."""
-    return page(request, "visitor/safety.html", websession.current(request))
+    return page(request, "visitor/safety.html", cookies.current(request))
 
 
 async def quick_exit(request: web.Request) -> web.StreamResponse:
@@ -294,14 +295,14 @@ async def quick_exit(request: web.Request) -> web.StreamResponse:
     A plain link (GET) rather than a form: it must work in one tap from any page, and the
     session cookie is SameSite=Strict, so another site cannot trigger it for a visitor.
     """
-    session = websession.current(request)
+    session = cookies.current(request)
     conv = conversation_of(request, session)
     if conv is not None:
         request.app[keys.CHAT].end(conv.id, EndReason.QUICK_EXIT)
     if session is not None:
         request.app[keys.SESSIONS].drop(session)
     response = web.HTTPSeeOther(request.app[keys.CONFIG].visitor.quick_exit_url)
-    websession.clear_cookie(request, response)
+    cookies.clear_cookie(request, response)
     raise response
 
 

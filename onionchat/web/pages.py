@@ -1,11 +1,13 @@
-"""Helpers both sites use to answer with a page: rendering, redirects, the stylesheet."""
+"""Helpers both sites use to answer with a page: language, rendering, redirects, the stylesheets."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from onionchat import i18n, keys
 from onionchat.sessions import Session
+from onionchat.web import keys
 
 
 def language(request: web.Request, session: Session | None) -> str:
@@ -13,22 +15,16 @@ def language(request: web.Request, session: Session | None) -> str:
 
     Never guessed from Accept-Language: Tor Browser sends the same spoofed value for everyone.
     """
-    if request.app[keys.SITE] == "staff":
-        return session.lang if session is not None and session.lang in i18n.STAFF_LANGUAGES else "en"
-    if session is not None and session.lang in i18n.VISITOR_LANGUAGES:
+    if session is not None and session.lang in request.app[keys.SITE].languages:
         return session.lang
-    return request.app[keys.CONFIG].visitor.default_language
+    return request.app[keys.DEFAULT_LANGUAGE]
 
 
 def page(request: web.Request, template: str, session: Session | None, status: int = 200,
-         **context: object) -> web.Response:
+         **context: Any) -> web.Response:
     """Render ``template`` for this request's site and language."""
-    site = request.app[keys.SITE]
-    if site == "staff" and session is not None and session.staff and "staff_role" not in context:
-        account = request.app[keys.ACCOUNTS].get(session.staff)
-        context["staff_role"] = account.role.value if account else ""
-    body = request.app[keys.RENDERER].render(template, language(request, session), session=session, site=site,
-                                             **context)
+    body = request.app[keys.RENDERER].render(template, language(request, session), session=session,
+                                             site=request.app[keys.SITE].site, **context)
     return web.Response(status=status, text=body, content_type="text/html", charset="utf-8")
 
 

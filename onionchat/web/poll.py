@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from onionchat import keys
+from onionchat.web import keys
 
 Waiter = Callable[[float], Awaitable[bool]]
 

@@ -1,30 +1,55 @@
-"""Every typed ``web.AppKey`` of onionchat, in one place."""
+"""Every typed ``web.AppKey`` of onionchat, and what tells the two sites apart."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from onionchat import i18n
 from onionchat.accounts import AccountStore
 from onionchat.audit import AuditLog
 from onionchat.canned import CannedReplies
 from onionchat.chat import ChatStore
 from onionchat.config import Config
 from onionchat.hours import OfficeHours
-from onionchat.render import Renderer
 from onionchat.sessions import SessionStore
 from onionchat.stats import Stats
 from onionchat.throttle import LoginThrottle
 from onionchat.totp import PendingSteps
+from onionchat.web.render import Renderer
+
+
+class Site(enum.StrEnum):
+    """Which site a page belongs to (templates choose their header by it)."""
+
+    VISITOR = "visitor"
+    STAFF = "staff"
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSpec:
+    """What the shared web code needs to know about the site it serves: data, not branches."""
+
+    site: Site
+    cookie: str  # one cookie name per site: a browser using both never mixes the sessions
+    languages: tuple[str, ...]  # languages a person may choose on this site's pages
+    return_to: tuple[str, ...]  # where a language link may lead back to (never an open redirect)
+
+
+VISITOR_SITE = SiteSpec(Site.VISITOR, "oc_visitor", i18n.VISITOR_LANGUAGES, ("/", "/chat", "/safety", "/goodbye"))
+STAFF_SITE = SiteSpec(Site.STAFF, "oc_staff", i18n.STAFF_LANGUAGES, ("/", "/login", "/account"))
 
 CONFIG = web.AppKey("config", Config)
+SITE = web.AppKey("site", SiteSpec)
+DEFAULT_LANGUAGE = web.AppKey("default_language", str)  # until the person picks one on the page
 CHAT = web.AppKey("chat", ChatStore)
 ACCOUNTS = web.AppKey("accounts", AccountStore)
 SESSIONS = web.AppKey("sessions", SessionStore)  # the sessions of this site (visitor or staff)
 RENDERER = web.AppKey("renderer", Renderer)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
-SITE = web.AppKey("site", str)  # "visitor" or "staff": which error pages and cookie to use
 STAFF_SESSIONS = web.AppKey("staff_sessions", SessionStore)  # both sites: who is online
 HASH_SLOTS = web.AppKey("hash_slots", asyncio.Semaphore)  # argon2 hashes running at once
 AUDIT = web.AppKey("audit", AuditLog)

@@ -1,4 +1,4 @@
-"""Wiring only: build the shared services and the two aiohttp applications (visitor, staff)."""
+"""Wiring shared by both sites: the services of one process, and the parts every app has."""
 
 from __future__ import annotations
 
@@ -10,20 +10,21 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from onionchat import admin, auth, keys, language, staff, statspage, supervise, visitor
 from onionchat.accounts import AccountStore
 from onionchat.audit import AuditLog
 from onionchat.canned import CannedReplies
 from onionchat.chat import ChatStore
 from onionchat.config import Config
 from onionchat.hours import OfficeHours
-from onionchat.pages import nojs_style, style
-from onionchat.render import Renderer
-from onionchat.security import add_headers, guard
 from onionchat.sessions import SessionStore
 from onionchat.stats import Stats
 from onionchat.throttle import LoginThrottle
-from onionchat.totp import PendingSteps
+from onionchat.web import keys, language
+from onionchat.web.guard import guard
+from onionchat.web.headers import add_headers
+from onionchat.web.keys import SiteSpec
+from onionchat.web.pages import style
+from onionchat.web.render import Renderer
 
 log = logging.getLogger("onionchat")
 
@@ -110,15 +111,21 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def create_app(services: Services, site: str) -> web.Application:
-    """The visitor or the staff application. They never share routes: separate ports."""
+def new_app(services: Services, site: SiteSpec, sessions: SessionStore, default_language: str) -> web.Application:
+    """An application with what every site has: services, the guard, headers, languages, CSS.
+
+    Each site's own ``create_app`` (onionchat.visitor, onionchat.staff) passes its sessions
+    and default language, and adds its routes.
+    """
     config = services.config
     app = web.Application(middlewares=[guard], client_max_size=config.limits.body_bytes)
     app[keys.SITE] = site
+    app[keys.DEFAULT_LANGUAGE] = default_language
     app[keys.CONFIG] = config
     app[keys.CHAT] = services.chat
     app[keys.ACCOUNTS] = services.accounts
     app[keys.RENDERER] = services.renderer
+    app[keys.SESSIONS] = sessions
     app[keys.STAFF_SESSIONS] = services.staff_sessions
     app[keys.LOGIN_THROTTLE] = services.login_throttle
     app[keys.HASH_SLOTS] = services.hash_slots
@@ -126,20 +133,7 @@ def create_app(services: Services, site: str) -> web.Application:
     app[keys.CANNED] = services.canned
     app[keys.STATS] = services.stats
     app[keys.HOURS] = services.hours
-    if site == "visitor":
-        app[keys.SESSIONS] = services.visitor_sessions
-        app.add_routes(visitor.routes)
-        app.cleanup_ctx.append(sweeper)
-    else:
-        app[keys.SESSIONS] = services.staff_sessions
-        app[keys.PENDING] = PendingSteps()
-        for module in (auth, staff, supervise, admin, statspage):
-            app.add_routes(module.routes)
-        app.cleanup_ctx.append(keep_flushed(services.audit.flush))  # audit.json, off the event loop
-        app.cleanup_ctx.append(keep_flushed(services.stats.flush))  # stats.json, off the event loop
     app.add_routes(language.routes)
     app.router.add_get("/static/style.css", style, name="style")
-    if site == "visitor":  # only visitor pages carry the "set Safest" banner
-        app.router.add_get("/static/nojs.css", nojs_style, name="nojs_style")
     app.on_response_prepare.append(add_headers)
     return app

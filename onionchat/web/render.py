@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import gettext
 import hashlib
-import html
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import jinja2
 
@@ -16,15 +14,13 @@ from onionchat import i18n
 from onionchat.config import Config
 
 DEFAULT_LANGUAGE = i18n.SOURCE_LANGUAGE
-REFRESH_SLOT: Final = "/@refresh@"  # where a cached frame page carries its next URL
-_REFRESH_SLOT_BYTES: Final = REFRESH_SLOT.encode()
 
 
 def templates_dir() -> Path:
     """Templates ship inside the package in a wheel; in a source checkout they sit beside it."""
-    here = Path(__file__).resolve().parent
-    installed = here / "templates"
-    return installed if installed.is_dir() else here.parent / "templates"
+    package = i18n.package_dir()
+    installed = package / "templates"
+    return installed if installed.is_dir() else package.parent / "templates"
 
 
 def clock(at: float) -> str:
@@ -35,37 +31,6 @@ def clock(at: float) -> str:
 def minutes(seconds: float) -> int:
     """Whole minutes, at least 0."""
     return max(0, int(seconds // 60))
-
-
-class Rendered:
-    """A self-updating frame's page for one stamp: rendered once, each next URL filled in once.
-
-    A held poll's next URL alternates between two values (p=0, p=1; see poll.serve_frame), so a
-    stamp that holds is served from two byte strings, without rendering or copying per poll.
-    """
-
-    __slots__ = ("filled", "live", "page", "stamp")
-
-    def __init__(self, stamp: str, live: bool, render: Callable[[str], bytes]) -> None:
-        self.stamp = stamp
-        self.live = live
-        self.page = render(REFRESH_SLOT if live else "")  # the template's refresh_url
-        self.filled: dict[str, bytes] = {}
-
-    def fits(self, stamp: str, url: str) -> bool:
-        """True if this page is the one for ``stamp``, live (a next ``url``) or not (``url`` empty)."""
-        return self.stamp == stamp and self.live == bool(url)
-
-    def body(self, url: str) -> bytes:
-        """The page with ``url`` as its next URL ("" for a page that does not refresh)."""
-        if not self.live:
-            return self.page
-        body = self.filled.get(url)
-        if body is None:
-            if len(self.filled) >= 4:  # frames of one audience ask for two URLs per stamp; bounded anyway
-                self.filled.clear()
-            body = self.filled[url] = self.page.replace(_REFRESH_SLOT_BYTES, html.escape(url).encode())
-        return body
 
 
 class Renderer:
@@ -100,10 +65,6 @@ class Renderer:
     def translations(self, lang: str) -> gettext.NullTranslations:
         """The compiled catalog for ``lang`` (loaded once); English is the source language."""
         return i18n.translations(lang)
-
-    def gettext(self, lang: str, message: str) -> str:
-        """Translate one message from Python code."""
-        return self.translations(lang).gettext(message)
 
     def render(self, name: str, lang: str = DEFAULT_LANGUAGE, **context: Any) -> str:
         """Render template ``name`` in ``lang`` with the common context."""

@@ -11,13 +11,9 @@ import segno
 
 from onionchat import config as configmod
 from onionchat.config import Config
-from onionchat.onionkeys import StaffClientKeys, auth_private_line, auth_server_line, service_keys
-from onionchat.systemd import DEFAULT_DATA_DIR, DEFAULT_USER, render_unit
-from onionchat.tor import OnionAddresses, read_torrc_addresses
-
-
-def _config(args: argparse.Namespace) -> Config:
-    return configmod.load(configmod.find_config(args.config))
+from onionchat.tor.keys import StaffClientKeys, auth_private_line, auth_server_line, service_keys
+from onionchat.tor.publish import OnionAddresses, read_torrc_addresses
+from onionchat.tor.systemd import DEFAULT_DATA_DIR, DEFAULT_USER, render_unit
 
 
 def _addresses(config: Config) -> OnionAddresses:
@@ -29,7 +25,7 @@ def _addresses(config: Config) -> OnionAddresses:
 
 def cmd_onion_show(args: argparse.Namespace) -> int:
     """Print both addresses and a QR code of the visitor address."""
-    config = _config(args)
+    config = configmod.load_found(args.config)
     addresses = _addresses(config)
     visitor_url = f"http://{addresses.visitor}/"
     print(f"visitor: {visitor_url}")
@@ -50,7 +46,7 @@ def cmd_onion_show(args: argparse.Namespace) -> int:
 
 def cmd_staff_key_add(args: argparse.Namespace) -> int:
     """Create a staff client key; print the private half once, keep only the public half."""
-    config = _config(args)
+    config = configmod.load_found(args.config)
     staff = _addresses(config).staff
     pair = StaffClientKeys(config.data_dir).add(args.label)
     print(f"Added staff key {args.label!r}. Only its public half is stored; the private key below is shown "
@@ -73,7 +69,7 @@ def cmd_staff_key_add(args: argparse.Namespace) -> int:
 
 def cmd_staff_key_list(args: argparse.Namespace) -> int:
     """List the labels (and public keys) allowed on the staff onion."""
-    config = _config(args)
+    config = configmod.load_found(args.config)
     clients = StaffClientKeys(config.data_dir).load()
     for label, public in sorted(clients.items()):
         print(f"{label}\t{public}")
@@ -84,7 +80,7 @@ def cmd_staff_key_list(args: argparse.Namespace) -> int:
 
 def cmd_staff_key_remove(args: argparse.Namespace) -> int:
     """Revoke a staff client key."""
-    config = _config(args)
+    config = configmod.load_found(args.config)
     StaffClientKeys(config.data_dir).remove(args.label)
     print(f"removed staff key {args.label!r}; a running onionchat stops accepting it within a few seconds")
     if config.tor.mode == "torrc":

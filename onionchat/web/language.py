@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Final
 
 from aiohttp import web
 
-from onionchat import i18n, keys, websession
 from onionchat.chat import State
-from onionchat.pages import see_other
+from onionchat.web import cookies, keys
+from onionchat.web.pages import see_other
 
 routes = web.RouteTableDef()
-
-# Where a language link may lead back to: a fixed list, so the link is never an open redirect.
-RETURN_TO: Final = {
-    "visitor": ("/", "/chat", "/safety", "/goodbye"),
-    "staff": ("/", "/login", "/account"),
-}
 
 
 @routes.get("/lang/{code}", name="language")
@@ -30,16 +23,15 @@ async def choose(request: web.Request) -> web.StreamResponse:
     cookie is SameSite=Strict, so a link on another site cannot change an existing session.
     """
     site = request.app[keys.SITE]
-    allowed = i18n.STAFF_LANGUAGES if site == "staff" else i18n.VISITOR_LANGUAGES
     code = request.match_info["code"]
-    if code not in allowed:
+    if code not in site.languages:
         raise web.HTTPNotFound()
-    session, new = websession.ensure(request)
+    session, new = cookies.ensure(request)
     session.lang = code
     back = request.query.get("next", "/")
-    if back not in RETURN_TO[site]:
+    if back not in site.return_to:
         back = "/"
-    if site == "visitor" and session.conversation:
+    if session.conversation:  # a visitor in a chat
         conv = request.app[keys.CHAT].find(session.conversation)
         if conv is not None and conv.state is not State.ENDED and conv.lang != code:
             conv.lang = code  # the counsellor sees the visitor's language change
@@ -49,5 +41,5 @@ async def choose(request: web.Request) -> web.StreamResponse:
             session.passphrase, session.passphrase_again = session.passphrase_again, ""
     response = see_other(back)
     if new:
-        websession.set_cookie(request, response, session)
+        cookies.set_cookie(request, response, session)
     raise response

@@ -6,13 +6,18 @@ import asyncio
 
 from aiohttp import web
 
-from onionchat import keys, totp, websession
+from onionchat import totp
 from onionchat.accounts import Account
-from onionchat.errors import AccountError
-from onionchat.pages import page, see_other
-from onionchat.security import ERRORS, N_, read_form
+from onionchat.errors import AccountError, ErrorCode
+from onionchat.i18n import N_
 from onionchat.sessions import Session
-from onionchat.staff import signed_in
+from onionchat.totp import Stage
+from onionchat.web import cookies, keys
+from onionchat.web.csrf import read_form
+from onionchat.web.guard import ERRORS
+from onionchat.web.pages import see_other
+
+from .access import page, signed_in
 
 routes = web.RouteTableDef()
 
@@ -31,34 +36,34 @@ def _finish_login(request: web.Request, session: Session, account: Account) -> w
     request.app[keys.LOGIN_THROTTLE].succeeded(account.name)
     request.app[keys.AUDIT].record(account.name, "login", detail="2FA" if account.has_totp else "")
     response = see_other("/")
-    websession.set_cookie(request, response, session)
+    cookies.set_cookie(request, response, session)
     return response
 
 
-def _to_step(request: web.Request, session: Session, name: str, stage: str, location: str) -> web.HTTPSeeOther:
+def _to_step(request: web.Request, session: Session, name: str, stage: Stage, location: str) -> web.HTTPSeeOther:
     """The password was right; one more step before the session is signed in."""
     session = request.app[keys.SESSIONS].regenerate(session)  # a planted id is worthless from here on
-    secret = totp.new_secret() if stage == "enrol" else ""
+    secret = totp.new_secret() if stage is Stage.ENROL else ""
     request.app[keys.PENDING].put(session.id, name, stage, secret)
     response = see_other(location)
-    websession.set_cookie(request, response, session)
+    cookies.set_cookie(request, response, session)
     return response
 
 
 @routes.get("/login", name="login")
 async def login_form(request: web.Request) -> web.Response:
     """Username, Password, Log in."""
-    session, new = websession.ensure(request)
+    session, new = cookies.ensure(request)
     response = page(request, "staff/login.html", session, error=None)
     if new:
-        websession.set_cookie(request, response, session)
+        cookies.set_cookie(request, response, session)
     return response
 
 
 @routes.post("/login", name="login_post")
 async def login(request: web.Request) -> web.StreamResponse:
     """Check the password off the event loop; then the code, enrolment, or straight in."""
-    session = websession.current(request)
+    session = cookies.current(request)
     form = await read_form(request, session)
     assert session is not None
     name = form.get("username", "").strip().lower()[:64]
@@ -67,7 +72,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     throttle = request.app[keys.LOGIN_THROTTLE]
     known = accounts.get(name) is not None
     if throttle.blocked(name, known):
-        return page(request, "staff/login.html", session, status=429, error=ERRORS["login_throttled"][1:])
+        return page(request, "staff/login.html", session, status=429, error=ERRORS[ErrorCode.LOGIN_THROTTLED].message)
     async with request.app[keys.HASH_SLOTS]:
         # argon2id takes ~0.1 s of two cores: never on the event loop, and one at a time so
         # that a burst of logins cannot starve the chats.
@@ -77,24 +82,24 @@ async def login(request: web.Request) -> web.StreamResponse:
         # The name only if such an account exists: a mistyped password in the name field stays out.
         request.app[keys.AUDIT].record(name if known else "", "login_failed",
                                        detail="password" if known else "unknown name")
-        return page(request, "staff/login.html", session, status=403, error=ERRORS["login_failed"][1:])
+        return page(request, "staff/login.html", session, status=403, error=ERRORS[ErrorCode.LOGIN_FAILED].message)
     # With 2FA the failures are cleared only after the code: knowing the password must not
     # buy fresh guesses at the code.
     if account.has_totp:
-        raise _to_step(request, session, account.name, "code", "/login/code")
+        raise _to_step(request, session, account.name, Stage.CODE, "/login/code")
     if request.app[keys.CONFIG].staff.require_totp:
-        raise _to_step(request, session, account.name, "enrol", "/login/enrol")
+        raise _to_step(request, session, account.name, Stage.ENROL, "/login/enrol")
     raise _finish_login(request, session, account)
 
 
-def _pending(request: web.Request, stage: str) -> tuple[Session, totp.Pending, Account]:
+def _pending(request: web.Request, stage: Stage) -> tuple[Session, totp.Pending, Account]:
     """The browser's half-finished login at ``stage``; otherwise back to the password."""
-    session = websession.current(request)
+    session = cookies.current(request)
     pending = request.app[keys.PENDING].get(session.id, stage) if session is not None else None
     if session is None or pending is None:
         raise see_other("/login")
     account = request.app[keys.ACCOUNTS].get(pending.name)
-    if account is None or account.disabled or (stage == "code") != account.has_totp:
+    if account is None or account.disabled or (stage is Stage.CODE) != account.has_totp:
         request.app[keys.PENDING].drop(session.id)
         raise see_other("/login")
     return session, pending, account
@@ -119,18 +124,19 @@ async def _code_accepted(request: web.Request, account: Account, secret: str, co
 @routes.get("/login/code", name="login_code")
 async def code_form(request: web.Request) -> web.Response:
     """The second step: the code from the authenticator app."""
-    session, _, _ = _pending(request, "code")
+    session, _, _ = _pending(request, Stage.CODE)
     return page(request, "staff/login_code.html", session, error=None)
 
 
 @routes.post("/login/code", name="login_code_post")
 async def code(request: web.Request) -> web.StreamResponse:
     """Check the code; a used one (or an earlier one) is refused."""
-    session = websession.current(request)
+    session = cookies.current(request)
     form = await read_form(request, session)
-    session, _, account = _pending(request, "code")
+    session, _, account = _pending(request, Stage.CODE)
     if request.app[keys.LOGIN_THROTTLE].blocked(account.name, True):
-        return page(request, "staff/login_code.html", session, status=429, error=ERRORS["login_throttled"][1:])
+        return page(request, "staff/login_code.html", session, status=429,
+                    error=ERRORS[ErrorCode.LOGIN_THROTTLED].message)
     if await _code_accepted(request, account, account.totp_secret, form.get("code", "")) is None:
         return page(request, "staff/login_code.html", session, status=403, error=CODE_FAILED)
     raise _finish_login(request, session, account)
@@ -149,18 +155,18 @@ def _enrol_page(request: web.Request, session: Session, pending: totp.Pending, a
 @routes.get("/login/enrol", name="login_enrol")
 async def enrol_form(request: web.Request) -> web.Response:
     """2FA is required and not set up yet: set it up before anything else."""
-    session, pending, account = _pending(request, "enrol")
+    session, pending, account = _pending(request, Stage.ENROL)
     return _enrol_page(request, session, pending, account)
 
 
 @routes.post("/login/enrol", name="login_enrol_post")
 async def enrol(request: web.Request) -> web.StreamResponse:
     """Confirm the new secret with a code, then sign in."""
-    session = websession.current(request)
+    session = cookies.current(request)
     form = await read_form(request, session)
-    session, pending, account = _pending(request, "enrol")
+    session, pending, account = _pending(request, Stage.ENROL)
     if request.app[keys.LOGIN_THROTTLE].blocked(account.name, True):
-        return _enrol_page(request, session, pending, account, 429, ERRORS["login_throttled"][1:])
+        return _enrol_page(request, session, pending, account, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
     step = await _code_accepted(request, account, pending.secret, form.get("code", ""))
     if step is None:
         return _enrol_page(request, session, pending, account, 403, CODE_FAILED)
@@ -173,7 +179,7 @@ async def enrol(request: web.Request) -> web.StreamResponse:
 @routes.post("/logout", name="logout")
 async def logout(request: web.Request) -> web.StreamResponse:
     """End the staff session (open chats stay open for a colleague or the sweeper)."""
-    session = websession.current(request)
+    session = cookies.current(request)
     await read_form(request, session)
     if session is not None:
         if session.staff:
@@ -181,7 +187,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         request.app[keys.PENDING].drop(session.id)
         request.app[keys.SESSIONS].drop(session)
     response = see_other("/login")
-    websession.clear_cookie(request, response)
+    cookies.clear_cookie(request, response)
     raise response
 
 
@@ -210,7 +216,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     throttle = request.app[keys.LOGIN_THROTTLE]
     new, again = form.get("new_password", ""), form.get("new_password_again", "")
     if throttle.blocked(account.name, True):
-        return _account_page(request, session, account, 429, ERRORS["login_throttled"][1:])
+        return _account_page(request, session, account, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
     async with request.app[keys.HASH_SLOTS]:
         ok = await asyncio.to_thread(accounts.verify, account.name, form.get("current_password", ""))
     if ok is None:
@@ -233,9 +239,9 @@ def _two_factor_page(request: web.Request, session: Session, account: Account, s
     context: dict[str, object] = {}
     if not account.has_totp:
         steps = request.app[keys.PENDING]
-        pending = steps.get(session.id, "account")
+        pending = steps.get(session.id, Stage.ACCOUNT)
         if pending is None or pending.name != account.name:
-            pending = steps.put(session.id, account.name, "account", totp.new_secret())
+            pending = steps.put(session.id, account.name, Stage.ACCOUNT, totp.new_secret())
         context = _setup_context(pending.secret, account.name)
     return page(request, "staff/account_2fa.html", session, status, account=account, error=error, **context)
 
@@ -254,7 +260,7 @@ async def two_factor_confirm(request: web.Request) -> web.StreamResponse:
     form = await read_form(request, session)
     if account.has_totp:
         raise see_other("/account/2fa")
-    pending = request.app[keys.PENDING].get(session.id, "account")
+    pending = request.app[keys.PENDING].get(session.id, Stage.ACCOUNT)
     if pending is None or pending.name != account.name:
         return _two_factor_page(request, session, account, 409, SETUP_EXPIRED)
     step = totp.matching_step(pending.secret, form.get("code", ""))

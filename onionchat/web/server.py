@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from aiohttp import web, web_protocol
 
-from onionchat import keys
-from onionchat.app import Services, build_services, create_app
+from onionchat import staff, visitor
 from onionchat.config import Config
-from onionchat.security import NO_STORE, SECURITY_HEADERS
+from onionchat.web import keys
+from onionchat.web.app import Services, build_services
+from onionchat.web.headers import NO_STORE, SECURITY_HEADERS
 
 log = logging.getLogger("onionchat")
 
@@ -102,7 +103,7 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
 
 
 if TYPE_CHECKING:
-    from onionchat import tor
+    from onionchat.tor import publish
 
 
 def resolve_tor_mode(config: Config, local: bool, out: TextIO) -> Config | None:
@@ -127,20 +128,21 @@ async def run(config: Config, *, local: bool, out: TextIO = sys.stdout,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runners = [await start_site(create_app(services, "visitor"), server.visitor_host, server.visitor_port),
-               await start_site(create_app(services, "staff"), server.staff_host, server.staff_port)]
-    handle: tor.TorHandle | None = None
+    runners = [await start_site(visitor.create_app(services), server.visitor_host, server.visitor_port),
+               await start_site(staff.create_app(services), server.staff_host, server.staff_port)]
+    handle: publish.TorHandle | None = None
     try:
-        publish = resolve_tor_mode(config, local, out)
-        if publish is None:
+        tor_config = resolve_tor_mode(config, local, out)
+        if tor_config is None:
             print(f"visitor: http://{server.visitor_host}:{server.visitor_port}/", file=out, flush=True)
             print(f"staff:   http://{server.staff_host}:{server.staff_port}/", file=out, flush=True)
             print("local-only mode: no Tor; these addresses work on this machine only", file=out, flush=True)
         else:
-            from onionchat import tor  # stem and friends only when publishing: a faster --local start
+            # stem and friends only when publishing: a faster --local start
+            from onionchat.tor.publish import progress_printer, start_tor
 
-            starting = asyncio.ensure_future(tor.start_tor(publish, server.visitor_port, server.staff_port,
-                                                           progress=tor.progress_printer(sys.stderr)))
+            starting = asyncio.ensure_future(start_tor(tor_config, server.visitor_port, server.staff_port,
+                                                       progress=progress_printer(sys.stderr)))
             stopping = asyncio.ensure_future(stop.wait())
             # Ctrl-C or SIGTERM during a long bootstrap stops at once (start_tor cleans up).
             await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from onionchat import keys
 from onionchat.accounts import Role
 from onionchat.chat import NoteKind, State
-from onionchat.pages import language, page, see_other
-from onionchat.poll import Frame, next_check, serve_frame
-from onionchat.security import read_form
-from onionchat.staff import conversation, signed_in, staff_messages_frame
+from onionchat.web import keys
+from onionchat.web.csrf import read_form
+from onionchat.web.pages import language, see_other
+from onionchat.web.poll import Frame, next_check, serve_frame
+
+from .access import conversation, page, signed_in
+from .chats import staff_messages_frame
 
 routes = web.RouteTableDef()
 

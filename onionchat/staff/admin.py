@@ -7,14 +7,17 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from onionchat import keys
 from onionchat.accounts import Account, AccountStore, Role
-from onionchat.canned import LANGUAGES, CannedError
-from onionchat.errors import AccountError
-from onionchat.pages import page, see_other
-from onionchat.security import Refused, read_form
+from onionchat.canned import CannedError
+from onionchat.errors import AccountError, ErrorCode
+from onionchat.i18n import LANGUAGES
 from onionchat.sessions import Session
-from onionchat.staff import signed_in
+from onionchat.web import keys
+from onionchat.web.csrf import read_form
+from onionchat.web.guard import Refused
+from onionchat.web.pages import see_other
+
+from .access import page, signed_in
 
 routes = web.RouteTableDef()
 
@@ -35,7 +38,7 @@ def target(request: web.Request) -> Account:
     """The account named in the URL."""
     account = request.app[keys.ACCOUNTS].get(request.match_info["name"])
     if account is None:
-        raise Refused("not_found")
+        raise Refused(ErrorCode.NOT_FOUND)
     return account
 
 
@@ -46,7 +49,7 @@ def target(request: web.Request) -> Account:
 async def staff_list(request: web.Request) -> web.Response:
     """Every account with its role, state and 2FA; the form to add one."""
     session, me = admin(request)
-    return page(request, "staff/admin/staff.html", session, me=me, accounts=request.app[keys.ACCOUNTS].list(),
+    return page(request, "staff/admin/staff.html", session, me=me, accounts=request.app[keys.ACCOUNTS].all(),
                 roles=list(Role), online=request.app[keys.STAFF_SESSIONS].staff_online(),
                 default_max=request.app[keys.CONFIG].staff.max_chats,
                 password_min=request.app[keys.ACCOUNTS].password_min)
@@ -240,7 +243,7 @@ async def canned_edit(request: web.Request) -> web.Response:
     session, _ = admin(request)
     reply = request.app[keys.CANNED].get(request.match_info["rid"])
     if reply is None:
-        raise Refused("not_found")
+        raise Refused(ErrorCode.NOT_FOUND)
     return page(request, "staff/admin/canned_edit.html", session, reply=reply, languages=LANGUAGES)
 
 

@@ -1,0 +1,24 @@
+"""The staff site: counsellors, supervisors and administrators, on its own (client-auth) onion."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from onionchat import i18n
+from onionchat.totp import PendingSteps
+from onionchat.web import keys
+from onionchat.web.app import Services, keep_flushed, new_app
+from onionchat.web.keys import STAFF_SITE
+
+from . import admin, auth, chats, statistics, supervise
+
+
+def create_app(services: Services) -> web.Application:
+    """The staff application (its own port; it shares no route with the visitor site)."""
+    app = new_app(services, STAFF_SITE, services.staff_sessions, i18n.SOURCE_LANGUAGE)
+    app[keys.PENDING] = PendingSteps()
+    for module in (auth, chats, supervise, admin, statistics):
+        app.add_routes(module.routes)
+    app.cleanup_ctx.append(keep_flushed(services.audit.flush))  # audit.json, off the event loop
+    app.cleanup_ctx.append(keep_flushed(services.stats.flush))  # stats.json, off the event loop
+    return app

@@ -1,0 +1,71 @@
+"""Who may do what on the staff site: the signed-in check every staff route makes, and its pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from onionchat.accounts import Account, Role, effective_max_chats
+from onionchat.chat import Conversation
+from onionchat.errors import ErrorCode
+from onionchat.sessions import Session
+from onionchat.web import cookies, keys, pages
+from onionchat.web.guard import Refused
+from onionchat.web.pages import see_other
+
+
+def signed_in(request: web.Request, role: Role = Role.COUNSELLOR) -> tuple[Session, Account]:
+    """The signed-in staff member with at least ``role``; otherwise off to the login page.
+
+    Checked on every staff route, against the account as it is now: a removed or disabled
+    account loses its session at its next request.
+    """
+    session = cookies.current(request)
+    if session is None or not session.staff:
+        raise see_other("/login")
+    account = request.app[keys.ACCOUNTS].get(session.staff)
+    if account is None or account.disabled:
+        request.app[keys.SESSIONS].drop(session)
+        raise see_other("/login")
+    if account.role.rank < role.rank:
+        raise Refused(ErrorCode.FORBIDDEN)
+    return session, account
+
+
+def is_supervisor(account: Account) -> bool:
+    """Supervisors and admins may watch every chat."""
+    return account.role.rank >= Role.SUPERVISOR.rank
+
+
+def conversation(request: web.Request, account: Account, *, write: bool = True) -> Conversation:
+    """The conversation in the URL if this staff member may see it (write: take part in it).
+
+    Counsellors reach only the chats they hold; supervisors may read every chat, and write
+    only in those they joined. An ended chat stays readable to whoever held it.
+    """
+    conv = request.app[keys.CHAT].find(request.match_info["cid"])
+    if conv is None:
+        raise Refused(ErrorCode.GONE)
+    if conv.has_staff(account.name) or (not write and is_supervisor(account)):
+        return conv
+    raise Refused(ErrorCode.FORBIDDEN)
+
+
+def max_chats(request: web.Request, account: Account) -> int:
+    """How many chats this counsellor may hold at once (their own limit, else the configured one)."""
+    return effective_max_chats(account, request.app[keys.CONFIG])
+
+
+def urgent_live(request: web.Request) -> list[Conversation]:
+    """Urgent chats that are waiting or open."""
+    return [c for c in request.app[keys.CHAT].live() if c.urgent]
+
+
+def page(request: web.Request, template: str, session: Session | None, status: int = 200,
+         **context: Any) -> web.Response:
+    """A staff page: as web.pages.page, with the signed-in person's role for the menu."""
+    if session is not None and session.staff and "staff_role" not in context:
+        account = request.app[keys.ACCOUNTS].get(session.staff)
+        context["staff_role"] = account.role.value if account else ""
+    return pages.page(request, template, session, status, **context)

@@ -1,0 +1,1 @@
+"""What both sites share on the web side: wiring, headers, error pages, forms, frames, the server."""

@@ -1,0 +1,30 @@
+"""Reading a POSTed form: CSRF-checked, text fields only, unreadable input refused."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from onionchat.errors import ErrorCode
+from onionchat.sessions import Session
+from onionchat.web.guard import Refused
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def read_form(request: web.Request, session: Session | None) -> dict[str, str]:
+    """The POSTed form after a CSRF check; only text fields are accepted."""
+    if request.content_type not in FORM_TYPES:
+        raise Refused(ErrorCode.BAD_REQUEST)
+    try:
+        form = await request.post()
+    except (UnicodeDecodeError, ValueError):  # bytes that are no form: refused, nothing changed
+        raise Refused(ErrorCode.BAD_REQUEST) from None
+    token = form.get("_csrf")
+    if session is None or not isinstance(token, str) or not session.csrf_ok(token):
+        raise Refused(ErrorCode.CSRF)
+    fields: dict[str, str] = {}
+    for name, value in form.items():
+        if not isinstance(value, str):
+            raise Refused(ErrorCode.BAD_REQUEST)  # file uploads have no place here
+        fields.setdefault(name, value)
+    return fields
