@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +166,32 @@ def only(services: Services) -> str:
 def with_limits(config: Config, **changes: Any) -> Config:
     """The config with some limits changed."""
     return replace(config, limits=replace(config.limits, **changes))
+
+
+@dataclass(frozen=True, slots=True)
+class OpenChat:
+    """A conversation a counsellor has accepted: both browsers, its id, and the passphrase."""
+
+    visitor: Site
+    staff: Site
+    cid: str
+    passphrase: str
+
+
+OpenChatFactory = Callable[..., Awaitable[OpenChat]]  # the open_chat fixture
+
+
+@pytest.fixture
+def open_chat(new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> OpenChatFactory:
+    """Factory: a new visitor starts a chat (with ``nickname``) and ``counsellor`` accepts it."""
+
+    async def make(nickname: str = "", counsellor: str = "carla") -> OpenChat:
+        visitor = await new_visitor()
+        passphrase = await start_chat(visitor, nickname)
+        cid = max(services.chat, key=lambda c: c.created).id  # the chat just started
+        staff = await new_staff(counsellor)
+        response, _ = await staff.post(f"/accept/{cid}")
+        assert response.status == 303, "accept failed"
+        return OpenChat(visitor, staff, cid, passphrase)
+
+    return make

@@ -23,9 +23,9 @@ from tests.conftest import (
     AiohttpClient,
     NewStaff,
     NewVisitor,
+    OpenChatFactory,
     Site,
     fast_hasher,
-    only,
     private_client,
     start_chat,
 )
@@ -362,17 +362,15 @@ async def test_canned_replies_crud_per_language(new_staff: NewStaff, admin_servi
     assert [r.title for r in reloaded.for_language("en")] == ["Confidentiality"]
 
 
-async def test_counsellor_inserts_an_admins_canned_reply(new_visitor: NewVisitor, new_staff: NewStaff,
-                                                         admin_services: Services) -> None:
+async def test_counsellor_inserts_an_admins_canned_reply(new_staff: NewStaff,
+                                                         admin_services: Services, open_chat: OpenChatFactory) -> None:
     ada = await new_staff("ada")
     await ada.get("/admin/canned")
     await ada.post("/admin/canned/add", {"lang": "en", "title": "Confidentiality",
                                          "text": "What you tell us stays here."})
     (reply,) = admin_services.canned.for_language("en")
-    await start_chat(await new_visitor())
-    cid = only(admin_services)
-    carla = await new_staff("carla")
-    await carla.post(f"/accept/{cid}")
+    chat = await open_chat()
+    carla, cid = chat.staff, chat.cid
     _, compose = await carla.get(f"/chat/{cid}/compose")
     assert f'value="{reply.id}"' in compose
 

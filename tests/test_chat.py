@@ -6,14 +6,27 @@ import asyncio
 
 import pytest
 
-from onionchat.chat import Author, ChatStore, EndReason, State, clean_text, make_passphrase
+from onionchat.chat import Author, ChatStore, Clock, EndReason, State, clean_text, make_passphrase
 from onionchat.config import LimitsConfig
 from onionchat.errors import ChatError, LimitReached, NotFound
 from onionchat.throttle import Throttle
 
 
-def store(**limits: int) -> ChatStore:
-    return ChatStore(LimitsConfig(**limits))
+class FakeClock(Clock):
+    """A clock the test moves by hand: exact arithmetic, no waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_800_000_000.0 + self.now
+
+
+def store(clock: Clock | None = None, **limits: int) -> ChatStore:
+    return ChatStore(LimitsConfig(**limits), clock or Clock())
 
 
 def test_queue_is_served_longest_waiting_first() -> None:
@@ -130,16 +143,23 @@ def test_passphrases_are_four_short_words() -> None:
 
 
 def test_sweep_ends_idle_chats_then_drops_them() -> None:
-    chat = store(idle_minutes=1, ended_minutes=1)
+    clock = FakeClock()
+    chat = store(clock, idle_minutes=1, ended_minutes=1)
     conv, _ = chat.start("")
     chat.post(conv.id, Author.VISITOR, "hello")
-    now = conv.last_activity
-    chat.sweep(now + 30)
+    clock.now += 30
+    chat.sweep()
     assert conv.state is State.WAITING
-    chat.sweep(now + 61)
-    assert conv.state is State.ENDED  # type: ignore[comparison-overlap]  # sweep() changed it and conv.end_reason is EndReason.EXPIRED and conv.messages == []
+    clock.now += 31
+    chat.sweep()
+    assert conv.state is State.ENDED  # type: ignore[comparison-overlap]  # sweep() changed it
+    assert conv.end_reason is EndReason.EXPIRED and conv.messages == []
     assert chat.find(conv.id) is conv
-    chat.sweep(now + 61 + 60)
+    clock.now += 59
+    chat.sweep()
+    assert chat.find(conv.id) is conv, "an ended chat's last page stays readable for ended_minutes"
+    clock.now += 1
+    chat.sweep()
     assert chat.find(conv.id) is None
 
 

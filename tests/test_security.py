@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 from html.parser import HTMLParser
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 
-from onionchat.chat import Author
+import onionchat.staff
+import onionchat.visitor
+from onionchat.accounts import Role
+from onionchat.chat import Author, NoteKind
 from onionchat.web.app import Services
-from tests.conftest import NewStaff, NewVisitor, only, start_chat
+from tests.conftest import PASSWORD, NewStaff, NewVisitor, OpenChatFactory, Site, only, start_chat
 
 
 class ScriptFinder(HTMLParser):
@@ -56,47 +60,65 @@ def assert_safe(response: ClientResponse, body: str) -> None:
     assert scripts_in(body) == [], "no script of any kind in a response"
 
 
-async def test_every_visitor_route_is_safe(new_visitor: NewVisitor, new_staff: NewStaff,
-                                           services: Services) -> None:
-    visitor = await new_visitor()
-    checked = 0
-    for path in ("/", "/safety", "/goodbye", "/nope", "/static/style.css"):
-        assert_safe(*await visitor.get(path))
-        checked += 1
-    assert_safe(*await visitor.post("/start", {"nickname": "<script>alert(1)</script>"}))
-    for path in ("/chat", "/chat/messages", "/chat/messages?paused=1", "/chat/compose"):
-        assert_safe(*await visitor.get(path))
-        checked += 1
-    staff = await new_staff("carla")
-    cid = only(services)
-    await staff.post(f"/accept/{cid}")
-    services.chat.post(cid, Author.STAFF, '<img src=x onerror="alert(1)">', sender="carla")
-    services.chat.post(cid, Author.VISITOR, "<script>alert('x')</script>")
-    response, page = await visitor.get("/chat/messages")
+HOSTILE = '"><script>alert(1)</script><svg onload=alert(2)>'
+# Every form field any of our forms has, each filled with hostile text.
+HOSTILE_FORM = dict.fromkeys((
+    "action", "available", "back", "canned", "code", "confirm", "contact", "current_password", "kind", "lang",
+    "max_chats", "name", "new_password", "new_password_again", "nickname", "note", "passphrase", "password",
+    "password_again", "reason", "role", "text", "title", "to", "username"), HOSTILE)
+# Routes that end something are asked last, in this order; the others GETs first, then POSTs.
+LAST = ("/chat/{cid}/block", "/chat/{cid}/end", "/admin/staff/{name}/remove", "/chat/leave", "/chat/delete",
+        "/logout", "/exit")
+
+
+def ordered_routes(app: web.Application) -> list[tuple[str, str]]:
+    """(method, path template) of every route of ``app``, from its router, in a safe order."""
+    routes = {(r.method, r.resource.canonical) for r in app.router.routes()
+              if r.method != "HEAD" and r.resource is not None}
+    return sorted(routes, key=lambda mr: (mr[1] in LAST, LAST.index(mr[1]) if mr[1] in LAST else 0,
+                                          mr[0] != "GET", mr[1]))
+
+
+async def ask_every_route(site: Site, app: web.Application, values: dict[str, str]) -> int:
+    """Ask every route of ``app`` with hostile form values; every answer must be safe. Returns how many."""
+    asked = 0
+    for method, template in ordered_routes(app):
+        path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+        response, body = await (site.get(path) if method == "GET" else site.post(path, HOSTILE_FORM))
+        assert response.status < 500, f"{method} {path}: {response.status}"
+        assert_safe(response, body)
+        asked += 1
+    return asked
+
+
+async def test_every_visitor_route_is_safe(new_visitor: NewVisitor, services: Services,
+                                           open_chat: OpenChatFactory) -> None:
+    chat = await open_chat(HOSTILE)
+    services.chat.post(chat.cid, Author.STAFF, '<img src=x onerror="alert(1)">', sender="carla")
+    services.chat.post(chat.cid, Author.VISITOR, HOSTILE)
+    response, page = await chat.visitor.get("/chat/messages")
     assert_safe(response, page)
     assert "&lt;img src=x onerror=" in page
-    assert_safe(*await visitor.post("/chat/send", {"text": "hi"}))
-    assert_safe(*await visitor.post("/chat/send", csrf=""))
-    assert_safe(*await visitor.post("/resume", {"passphrase": "<b>"}))
-    assert_safe(*await visitor.post("/chat/leave"))
-    assert_safe(*await visitor.get("/exit"))
-    assert checked == 9
+    app = onionchat.visitor.create_app(services)
+    asked = await ask_every_route(chat.visitor, app, {"code": "ar"})
+    assert asked == len(ordered_routes(app)) >= 15, "every visitor route, read from the router"
+    # A visitor without a chat (and without a session) is answered safely too.
+    assert await ask_every_route(await new_visitor(), app, {"code": "nl"}) == asked
 
 
 async def test_every_staff_route_is_safe(new_visitor: NewVisitor, new_staff: NewStaff,
                                          services: Services) -> None:
-    await start_chat(await new_visitor(), '"><script>alert(1)</script>')
+    services.accounts.add("ada", PASSWORD, Role.ADMIN)  # an admin reaches every staff route
+    await start_chat(await new_visitor(), HOSTILE)
     cid = only(services)
-    services.chat.post(cid, Author.VISITOR, "<iframe src=//evil>")
-    staff = await new_staff("carla")
-    for path in ("/", "/login", "/nope"):
-        assert_safe(*await staff.get(path))
-    assert_safe(*await staff.post(f"/accept/{cid}"))
-    for path in (f"/chat/{cid}", f"/chat/{cid}/messages", f"/chat/{cid}/compose", "/mychats"):
-        assert_safe(*await staff.get(path))
-    assert_safe(*await staff.post(f"/chat/{cid}/send", {"text": "<svg onload=alert(1)>"}))
-    assert_safe(*await staff.post(f"/chat/{cid}/end"))
-    assert_safe(*await staff.post("/logout"))
+    services.chat.post(cid, Author.VISITOR, HOSTILE)
+    reply = services.canned.add("en", "hostile", HOSTILE)
+    ada = await new_staff("ada")
+    assert (await ada.post(f"/accept/{cid}"))[0].status == 303
+    services.chat.add_note(cid, NoteKind.NOTE, "ada", HOSTILE)
+    app = onionchat.staff.create_app(services)
+    asked = await ask_every_route(ada, app, {"cid": cid, "name": "carla", "rid": reply.id, "code": "nl"})
+    assert asked == len(ordered_routes(app)) >= 50, "every staff route, read from the router"
 
 
 async def test_friendly_error_pages(new_visitor: NewVisitor) -> None:

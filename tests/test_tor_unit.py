@@ -508,6 +508,7 @@ def test_onion_key_dataclass_service_id() -> None:
     assert OnionKey(address="x" * 56 + ".onion", key="ED25519-V3:").service_id == "x" * 56
 
 
+@pytest.mark.tor
 def test_torrc_example_is_accepted_by_tor(tmp_path: Path) -> None:
     binary = shutil.which("tor")
     if binary is None:
@@ -535,6 +536,7 @@ async def test_cancelling_start_stops_bootstrap_and_tor(tmp_path: Path) -> None:
     assert backend.shut == 1
 
 
+@pytest.mark.tor
 async def test_a_bad_extra_torrc_line_is_reported_with_tors_own_words(tmp_path: Path) -> None:
     if shutil.which("tor") is None:
         pytest.skip("tor is not installed")

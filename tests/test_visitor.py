@@ -7,7 +7,7 @@ import time
 
 from onionchat.chat import Author, EndReason, State
 from onionchat.web.app import Services
-from tests.conftest import NewStaff, NewVisitor, only, start_chat
+from tests.conftest import NewStaff, NewVisitor, OpenChatFactory, only, start_chat
 
 
 async def test_landing_page_has_start_and_resume_and_quick_exit(new_visitor: NewVisitor) -> None:
@@ -71,13 +71,10 @@ async def test_first_message_while_waiting_reaches_the_counsellor(
     assert "I need help" in messages
 
 
-async def test_held_poll_answers_as_soon_as_a_message_arrives(
-        new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> None:
-    visitor = await new_visitor()
-    await start_chat(visitor)
-    staff = await new_staff("carla")
-    cid = only(services)
-    await staff.post(f"/accept/{cid}")
+async def test_held_poll_answers_as_soon_as_a_message_arrives(services: Services,
+                                                              open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    visitor, cid = chat.visitor, chat.cid
     response, _ = await visitor.get("/chat/messages")
     next_url = response.headers["Refresh"].split("url=", 1)[1].split("#")[0]
 
@@ -138,13 +135,9 @@ async def test_a_refused_message_keeps_the_typed_text(new_visitor: NewVisitor, s
     assert conv.messages == []
 
 
-async def test_leave_ends_the_chat_and_advises(new_visitor: NewVisitor, new_staff: NewStaff,
-                                               services: Services) -> None:
-    visitor = await new_visitor()
-    await start_chat(visitor)
-    cid = only(services)
-    staff = await new_staff("carla")
-    await staff.post(f"/accept/{cid}")
+async def test_leave_ends_the_chat_and_advises(services: Services, open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    visitor, staff, cid = chat.visitor, chat.staff, chat.cid
     services.chat.post(cid, Author.VISITOR, "private words")
     await visitor.get("/chat")
     response, _ = await visitor.post("/chat/leave")
@@ -242,13 +235,9 @@ async def test_queue_full_gets_a_calm_page(new_visitor: NewVisitor, services: Se
     assert 'href="/exit"' in page
 
 
-async def test_counsellor_ending_is_shown_to_the_visitor(new_visitor: NewVisitor, new_staff: NewStaff,
-                                                         services: Services) -> None:
-    visitor = await new_visitor()
-    await start_chat(visitor)
-    cid = only(services)
-    staff = await new_staff("carla")
-    await staff.post(f"/accept/{cid}")
+async def test_counsellor_ending_is_shown_to_the_visitor(services: Services, open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    visitor, staff, cid = chat.visitor, chat.staff, chat.cid
     _, page = await visitor.get("/chat/messages")
     assert "A counsellor has joined the chat" in page
     await staff.get(f"/chat/{cid}")

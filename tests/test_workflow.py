@@ -15,7 +15,17 @@ from onionchat.config import Config, LimitsConfig
 from onionchat.hours import OfficeHours
 from onionchat.web.app import Services
 from onionchat.web.render import Renderer, templates_dir
-from tests.conftest import AiohttpClient, NewStaff, NewVisitor, Site, make_services, only, private_client, start_chat
+from tests.conftest import (
+    AiohttpClient,
+    NewStaff,
+    NewVisitor,
+    OpenChatFactory,
+    Site,
+    make_services,
+    only,
+    private_client,
+    start_chat,
+)
 
 SECRET = "STAFF-ONLY-MARKER-7f3a"
 
@@ -47,12 +57,10 @@ async def test_urgent_visitor_jumps_the_queue_and_sees_what_to_do(
     assert [c.nickname for c in services.chat.chats_of("carla")] == ["Scared"]
 
 
-async def test_counsellor_can_mark_a_chat_urgent(new_visitor: NewVisitor, new_staff: NewStaff,
-                                                 services: Services) -> None:
-    await start_chat(await new_visitor())
-    cid = only(services)
-    staff = await new_staff("carla")
-    await staff.post(f"/accept/{cid}")
+async def test_counsellor_can_mark_a_chat_urgent(new_staff: NewStaff,
+                                                 services: Services, open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    staff, cid = chat.staff, chat.cid
     await staff.get(f"/chat/{cid}")
     await staff.post(f"/chat/{cid}/urgent")
     assert services.chat.get(cid).urgent
@@ -139,12 +147,9 @@ async def test_transfer_to_a_colleague_who_sees_why(new_visitor: NewVisitor, new
     assert response.status == 403
 
 
-async def test_transfer_to_someone_unavailable_is_refused(new_visitor: NewVisitor, new_staff: NewStaff,
-                                                          services: Services) -> None:
-    await start_chat(await new_visitor())
-    cid = only(services)
-    carla = await new_staff("carla")
-    await carla.post(f"/accept/{cid}")
+async def test_transfer_to_someone_unavailable_is_refused(services: Services, open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    carla, cid = chat.staff, chat.cid
     await carla.get(f"/chat/{cid}")
     response, page = await carla.post(f"/chat/{cid}/transfer", {"to": "dirk", "reason": ""})
     assert response.status == 409 and "not available" in page
@@ -168,13 +173,9 @@ async def test_back_to_the_queue_keeps_the_place_and_the_messages(
     assert "still here" in frame and "Another counsellor will take over" in frame
 
 
-async def test_staff_only_text_never_reaches_a_visitor_page(
-        new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> None:
-    visitor = await new_visitor()
-    await start_chat(visitor)
-    cid = only(services)
-    carla = await new_staff("carla")
-    await carla.post(f"/accept/{cid}")
+async def test_staff_only_text_never_reaches_a_visitor_page(services: Services, open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    visitor, carla, cid = chat.visitor, chat.staff, chat.cid
     await carla.get(f"/chat/{cid}/compose")
     await carla.post(f"/chat/{cid}/note", {"note": f"note {SECRET}", "kind": "note"})
     await carla.post(f"/chat/{cid}/note", {"note": f"line {SECRET}", "kind": "staff_line"})
@@ -215,13 +216,10 @@ def test_no_visitor_template_can_render_staff_only_text(tmp_path: Path) -> None:
         assert "carla" not in html, name
 
 
-async def test_supervisor_watches_read_only_then_joins(new_visitor: NewVisitor, new_staff: NewStaff,
-                                                       services: Services) -> None:
-    visitor = await new_visitor()
-    await start_chat(visitor)
-    cid = only(services)
-    carla = await new_staff("carla")
-    await carla.post(f"/accept/{cid}")
+async def test_supervisor_watches_read_only_then_joins(new_staff: NewStaff,
+                                                       services: Services, open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    visitor, carla, cid = chat.visitor, chat.staff, chat.cid
     services.chat.post(cid, Author.VISITOR, "can anyone help")
     sam = await new_staff("sam")
     _, overview = await sam.get("/supervise")
@@ -259,12 +257,9 @@ async def test_counsellors_cannot_supervise(new_visitor: NewVisitor, new_staff: 
 
 
 async def test_block_ends_the_chat_and_stops_new_ones_from_that_session(
-        new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> None:
-    visitor = await new_visitor()
-    passphrase = await start_chat(visitor)
-    cid = only(services)
-    carla = await new_staff("carla")
-    await carla.post(f"/accept/{cid}")
+        new_visitor: NewVisitor, services: Services, open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    visitor, carla, cid, passphrase = chat.visitor, chat.staff, chat.cid, chat.passphrase
     await carla.get(f"/chat/{cid}")
     response, _ = await carla.post(f"/chat/{cid}/block")
     assert response.status == 303
@@ -280,13 +275,9 @@ async def test_block_ends_the_chat_and_stops_new_ones_from_that_session(
     assert response.status == 303  # a new session is not blocked: no addresses involved
 
 
-async def test_visitor_deletes_the_conversation_now(new_visitor: NewVisitor, new_staff: NewStaff,
-                                                    services: Services) -> None:
-    visitor = await new_visitor()
-    await start_chat(visitor)
-    cid = only(services)
-    carla = await new_staff("carla")
-    await carla.post(f"/accept/{cid}")
+async def test_visitor_deletes_the_conversation_now(services: Services, open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    visitor, carla, cid = chat.visitor, chat.staff, chat.cid
     services.chat.post(cid, Author.VISITOR, "please forget this")
     conv = services.chat.get(cid)
     await visitor.get("/chat")
@@ -300,16 +291,14 @@ async def test_visitor_deletes_the_conversation_now(new_visitor: NewVisitor, new
     assert response.status == 404
 
 
-async def test_canned_reply_is_inserted_without_losing_typed_text(
-        new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> None:
+async def test_canned_reply_is_inserted_without_losing_typed_text(services: Services,
+                                                                  open_chat: OpenChatFactory) -> None:
     from onionchat.canned import CannedReply
 
     services.canned._replies["c1"] = CannedReply(id="c1", lang="en", title="Confidentiality",
                                                  text="What you tell me stays between us.")
-    await start_chat(await new_visitor())
-    cid = only(services)
-    carla = await new_staff("carla")
-    await carla.post(f"/accept/{cid}")
+    chat = await open_chat()
+    carla, cid = chat.staff, chat.cid
     _, compose = await carla.get(f"/chat/{cid}/compose")
     assert "Confidentiality (en)" in compose
     response, page = await carla.post(f"/chat/{cid}/send", {"text": "Hello, I am Carla.", "canned": "c1",
@@ -328,13 +317,10 @@ async def test_dashboard_shows_language_of_each_visitor(new_visitor: NewVisitor,
     assert '<td><span lang="en" dir="ltr">English</span> (en)</td>' in board
 
 
-async def test_counsellor_is_offered_the_wrapup_when_the_visitor_leaves(
-        new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> None:
-    visitor = await new_visitor()
-    await start_chat(visitor)
-    cid = only(services)
-    carla = await new_staff("carla")
-    await carla.post(f"/accept/{cid}")
+async def test_counsellor_is_offered_the_wrapup_when_the_visitor_leaves(services: Services,
+                                                                        open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    visitor, carla, cid = chat.visitor, chat.staff, chat.cid
     await visitor.get("/chat")
     await visitor.post("/chat/leave")
     _, view = await carla.get(f"/chat/{cid}/messages")

@@ -96,7 +96,7 @@ async def chat(request: web.Request) -> web.Response:
     session, account = signed_in(request)
     conv = conversation(request, account)
     others = sorted(n for n in request.app[keys.SESSIONS].staff_available() if n != account.name)
-    return page(request, "staff/chat.html", session, conv=conv, account=account, State=State,
+    return page(request, "staff/chat.html", session, conv=conv, account=account,
                 colleagues=others, supervisor=is_supervisor(account))
 
 
@@ -113,8 +113,7 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
         return renderer.render("staff/messages.html", lang, conv=conv, refresh_url=refresh_url,
                                timeline=timeline, wrapup_due=any(
                                    cid == conv.id for cid, _ in request.app[keys.STATS].pending_for(account.name)),
-                               paused=paused, check=check, Author=Author, State=State, EndReason=EndReason,
-                               NoteKind=NoteKind, site="staff").encode()
+                               paused=paused, check=check, site="staff").encode()
 
     def render(current: str, url: str) -> bytes:
         if holder:
@@ -149,7 +148,7 @@ def compose_page(request: web.Request, session: Session, conv: Conversation, *, 
     others = [r for r in canned.for_language("en") if conv.lang != "en"]
     refusal = ERRORS[refused.code] if refused is not None else None
     return page(request, "staff/compose.html", session, status=refusal.status if refusal else 200, conv=conv,
-                text=text, error=refusal.message if refusal else None, State=State, canned=own + others)
+                text=text, error=refusal.message if refusal else None, canned=own + others)
 
 
 @routes.get("/chat/{cid}/compose", name="staff_compose")

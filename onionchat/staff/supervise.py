@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from onionchat.accounts import Role
-from onionchat.chat import NoteKind, State
 from onionchat.web import keys
 from onionchat.web.csrf import read_form
 from onionchat.web.pages import language, see_other
@@ -29,7 +28,7 @@ async def overview(request: web.Request) -> web.Response:
 
     def render(current: str, url: str) -> bytes:
         return renderer.render("staff/supervise.html", language(request, session), session=session, site="staff",
-                               chats=store.live(), State=State, refresh_url=url,
+                               chats=store.live(), refresh_url=url,
                                paused=request.query.get("paused") == "1", check=next_check(request)).encode()
 
     frame = Frame(stamp=stamp, wait=lambda t: store.board_waiter()(t), render=render, path="/supervise")
@@ -41,7 +40,7 @@ async def watch(request: web.Request) -> web.Response:
     """A read-only view of one chat, with the staff-only line and the option to join."""
     session, account = signed_in(request, Role.SUPERVISOR)
     conv = conversation(request, account, write=False)
-    return page(request, "staff/watch.html", session, conv=conv, State=State,
+    return page(request, "staff/watch.html", session, conv=conv,
                 joined=conv.has_staff(account.name))
 
 
@@ -59,7 +58,7 @@ async def line(request: web.Request) -> web.Response:
     """A small frame to write a staff-only line to the counsellor."""
     session, account = signed_in(request, Role.SUPERVISOR)
     conv = conversation(request, account, write=False)
-    return page(request, "staff/line.html", session, conv=conv, State=State, NoteKind=NoteKind)
+    return page(request, "staff/line.html", session, conv=conv)
 
 
 @routes.post("/supervise/{cid}/join", name="supervise_join")

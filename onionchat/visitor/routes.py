@@ -219,7 +219,7 @@ class MessagesFrame:
             conv=conv.visitor_view() if conv is not None else None, position=position,
             wait=wait_minutes(request, position) if position else 0, refresh_url=refresh_url,
             nobody=not staff.staff_available(),
-            paused=self.paused, check=self.check, Author=Author, State=State, EndReason=EndReason).encode()
+            paused=self.paused, check=self.check).encode()
 
     def final(self) -> bool:
         """True once the conversation has ended or is gone: the page never changes again."""
@@ -242,7 +242,7 @@ async def compose(request: web.Request) -> web.Response:
     """The compose form; it never reloads by itself, so typed text is never lost."""
     session = cookies.current(request)
     conv = conversation_of(request, session)
-    return page(request, "visitor/compose.html", session, conv=view(conv), text="", error=None, State=State)
+    return page(request, "visitor/compose.html", session, conv=view(conv), text="", error=None)
 
 
 @routes.post("/chat/send", name="send")
@@ -259,7 +259,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     except ChatError as exc:
         refusal = ERRORS[exc.code]
         return page(request, "visitor/compose.html", session, status=refusal.status, conv=view(conv), text=text,
-                    error=refusal.message, State=State)
+                    error=refusal.message)
     raise see_other("/chat/compose")
 
 

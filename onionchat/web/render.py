@@ -6,11 +6,13 @@ import gettext
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import jinja2
+from markupsafe import Markup
 
 from onionchat import i18n
+from onionchat.chat import Author, EndReason, NoteKind, State
 from onionchat.config import Config
 
 DEFAULT_LANGUAGE = i18n.SOURCE_LANGUAGE
@@ -31,6 +33,23 @@ def clock(at: float) -> str:
 def minutes(seconds: float) -> int:
     """Whole minutes, at least 0."""
     return max(0, int(seconds // 60))
+
+
+@jinja2.pass_context
+def csrf_field(context: jinja2.runtime.Context) -> Markup:
+    """The hidden CSRF input every form carries, from the page's session (escaped)."""
+    session = context.get("session")
+    token = session.csrf if session is not None else ""
+    return Markup('<input type="hidden" name="_csrf" value="{}">').format(token)
+
+
+# What every template may use without its handler passing it: the shared enums and languages.
+GLOBALS: Final[dict[str, Any]] = {
+    "Author": Author, "State": State, "EndReason": EndReason, "NoteKind": NoteKind,
+    "language_names": i18n.LANGUAGES, "visitor_languages": i18n.VISITOR_LANGUAGES,
+    "staff_languages": i18n.STAFF_LANGUAGES, "text_direction": i18n.text_direction,
+    "csrf_field": csrf_field,
+}
 
 
 class Renderer:
@@ -59,6 +78,7 @@ class Renderer:
             env.install_gettext_translations(self.translations(lang), newstyle=True)  # type: ignore[attr-defined]
             env.filters["clock"] = clock
             env.filters["minutes"] = minutes
+            env.globals.update(GLOBALS)
             self._envs[lang] = env
         return env
 
@@ -70,4 +90,4 @@ class Renderer:
         """Render template ``name`` in ``lang`` with the common context."""
         template = self._environment(lang).get_template(name)
         return template.render(config=self.config, lang=lang, text_dir=i18n.text_direction(lang),
-                               language_names=i18n.LANGUAGES, css_version=self.css_version, **context)
+                               css_version=self.css_version, **context)
