@@ -13,7 +13,9 @@ import onionchat.staff
 import onionchat.visitor
 from onionchat.accounts import Role
 from onionchat.chat import Author, NoteKind
+from onionchat.errors import ErrorCode
 from onionchat.web.app import Services
+from onionchat.web.guard import ERRORS
 from tests.conftest import PASSWORD, NewStaff, NewVisitor, OpenChatFactory, Site, only, start_chat
 
 
@@ -164,3 +166,9 @@ async def test_multipart_with_a_file_is_refused(new_visitor: NewVisitor, service
     response = await visitor.client.post("/start", data=form)
     assert response.status == 400
     assert len(services.chat) == 0
+
+
+def test_every_refusal_code_has_its_page() -> None:
+    assert set(ERRORS) == set(ErrorCode), "a new ErrorCode needs a friendly page in web/guard.ERRORS"
+    for refusal in ERRORS.values():
+        assert 400 <= refusal.status < 600 and refusal.title and refusal.text
