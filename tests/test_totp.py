@@ -31,10 +31,6 @@ def code_at(secret: str, offset: int = 0) -> str:
     return pyotp.TOTP(secret).at(time.time() + 30 * offset)
 
 
-def step_now() -> int:
-    return int(time.time() // 30)
-
-
 # Pure functions
 
 
