@@ -83,7 +83,9 @@ def private_server(tmp: Path, *, trace: bool = False) -> Iterator[Server]:
         "poll": {"hold_seconds": 1},
         "hours": {"open_without_staff": True},
     })
-    env = child_env(home)
+    # The server runs as in production: without the test run's coverage measurement, whose
+    # data file would be the one file it writes outside its data directory.
+    env = {k: v for k, v in child_env(home).items() if not k.startswith("COVERAGE_")}
     env.update(TMPDIR=str(tmpdir), TEMP=str(tmpdir), TMP=str(tmpdir), PYTHONASYNCIODEBUG="1")
     for name, role in STAFF.items():
         add_staff(config_path, name, role, PASSWORD, env)
