@@ -23,12 +23,16 @@ from onionchat.errors import ChatError, ErrorCode, LimitReached, NotFound
 from onionchat.pagecache import Audience, PageKey, Rendered
 from onionchat.throttle import Throttle
 
-# Unambiguous consonants and vowels that read the same in most European languages and are
-# easy to type on any phone keyboard: 70 syllables, 4,900 two-syllable words, and four
-# words make 49 bits: beyond reach of the throttled guessing we allow.
-_CONSONANTS = "bdfgklmnprstvz"
-_VOWELS = "aeiou"
-PASSPHRASE_WORDS = 4
+# The resume passphrase is digits, shown in groups: every visitor can read and type them,
+# whatever their language or script (Latin, Cyrillic, Arabic), on any phone's number pad, and
+# read them aloud to themselves in their own language. Words would need a good word list per
+# language, and made-up Latin syllables suit neither Arabic nor Cyrillic readers. Resume is open
+# to anyone who can reach the onion (guessing is throttled per circuit, and circuits are cheap),
+# so the passphrase carries at least 64 bits: 20 digits are 66.4 bits.
+PASSPHRASE_DIGITS = 20
+PASSPHRASE_GROUP = 4  # "4821 9930 1274 5583 0917": groups of four, like a card number
+# Latin letters a hand-written or remembered code is mistaken for (o for 0, l and I for 1).
+_LOOKALIKES = {"o": 0, "l": 1, "i": 1}
 
 
 class State(enum.Enum):
@@ -294,15 +298,26 @@ class VisitorView:
 
 
 def make_passphrase() -> str:
-    """A fresh resume passphrase: four short pronounceable words."""
-    syllables = [c + v for c in _CONSONANTS for v in _VOWELS]
-    return "-".join(secrets.choice(syllables) + secrets.choice(syllables) for _ in range(PASSPHRASE_WORDS))
+    """A fresh resume passphrase: PASSPHRASE_DIGITS random digits in groups of PASSPHRASE_GROUP."""
+    digits = "".join(str(secrets.randbelow(10)) for _ in range(PASSPHRASE_DIGITS))
+    return " ".join(digits[i:i + PASSPHRASE_GROUP] for i in range(0, PASSPHRASE_DIGITS, PASSPHRASE_GROUP))
 
 
 def normalise_passphrase(raw: str) -> str:
-    """Accept any case, spaces or dashes: what a frightened person types on a phone."""
-    letters = "".join(ch for ch in raw.lower() if ch.isascii() and ch.isalpha())
-    return letters
+    """The digits typed, whatever else surrounds them: what a frightened person types on a phone.
+
+    Spaces, dashes, dots and other separators are ignored; digits of any script count
+    (Arabic-Indic ٠١٢, Eastern Arabic-Indic ۰۱۲, full-width ０１２), as do the letters o, l and I
+    written for 0 and 1.
+    """
+    out = []
+    for ch in raw:
+        digit = unicodedata.decimal(ch, None)
+        if digit is None:
+            digit = _LOOKALIKES.get(ch.lower())
+        if digit is not None:
+            out.append(str(digit))
+    return "".join(out)
 
 
 def _passphrase_key(raw: str) -> bytes:

@@ -18,6 +18,9 @@ LANGUAGES: Final[dict[str, str]] = {
 VISITOR_LANGUAGES: Final = tuple(LANGUAGES)
 STAFF_LANGUAGES: Final = ("en", "nl")
 RIGHT_TO_LEFT: Final = frozenset({"ar"})
+# Languages whose readers may know digits in their own script better than 0-9: the resume
+# passphrase is shown in both (either is accepted back, see chat.normalise_passphrase).
+NATIVE_DIGITS: Final[dict[str, str]] = {"ar": "٠١٢٣٤٥٦٧٨٩"}
 
 
 def N_(message: str) -> str:  # noqa: N802 - the conventional name Babel extracts
@@ -38,6 +41,12 @@ def locale_dir() -> Path:
 def text_direction(lang: str) -> str:
     """'rtl' for right-to-left languages, else 'ltr' (for the dir attribute)."""
     return "rtl" if lang in RIGHT_TO_LEFT else "ltr"
+
+
+def native_digits(text: str, lang: str) -> str:
+    """``text`` with 0-9 written in ``lang``'s own digits; "" when the language writes 0-9."""
+    digits = NATIVE_DIGITS.get(lang)
+    return text.translate(str.maketrans("0123456789", digits)) if digits else ""
 
 
 @cache

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 
 import pytest
 
-from onionchat.chat import Author, ChatStore, Clock, EndReason, State, clean_text, make_passphrase
+from onionchat.chat import (
+    PASSPHRASE_DIGITS,
+    Author,
+    ChatStore,
+    Clock,
+    EndReason,
+    State,
+    clean_text,
+    make_passphrase,
+    normalise_passphrase,
+)
 from onionchat.config import LimitsConfig
 from onionchat.errors import ChatError, LimitReached, NotFound
 from onionchat.throttle import Throttle
@@ -120,8 +132,19 @@ def test_ending_wipes_the_text_at_once() -> None:
 def test_resume_accepts_what_a_person_types() -> None:
     chat = store()
     conv, passphrase = chat.start("")
-    typed = "  " + passphrase.upper().replace("-", " ") + " "
-    assert chat.resume(typed, Throttle(5, 600)) is conv
+    digits = passphrase.replace(" ", "")
+    arabic_indic = digits.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    eastern = digits.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+    for typed in (f"  {passphrase} ", digits, "-".join(passphrase.split()), ".".join(passphrase.split()),
+                  arabic_indic, eastern, digits.replace("0", "O").replace("1", "l")):
+        assert chat.resume(typed, Throttle(5, 600)) is conv, typed
+
+
+def test_passphrase_normalisation_keeps_only_the_digits() -> None:
+    assert normalise_passphrase("1234 5678-9012.3456\u00a07890") == "12345678901234567890"
+    assert normalise_passphrase("٠١٢٣ ۴۵۶۷ ８９") == "0123456789"  # Arabic-Indic, Eastern, full-width
+    assert normalise_passphrase("O1 lI") == "0111"
+    assert normalise_passphrase("") == normalise_passphrase("just text") == ""
 
 
 def test_wrong_passphrases_are_throttled_per_session() -> None:
@@ -136,10 +159,14 @@ def test_wrong_passphrases_are_throttled_per_session() -> None:
     assert throttled.value.code == "resume_throttled"
 
 
-def test_passphrases_are_four_short_words() -> None:
-    words = make_passphrase().split("-")
-    assert len(words) == 4 and all(len(w) == 4 and w.isalpha() for w in words)
+def test_passphrases_are_twenty_digits_in_groups_of_four() -> None:
+    assert PASSPHRASE_DIGITS * math.log2(10) >= 64  # resume is open to anyone: no fewer bits
+    groups = make_passphrase().split(" ")
+    assert len(groups) == PASSPHRASE_DIGITS // 4 and all(len(g) == 4 and g.isdigit() and g.isascii() for g in groups)
     assert len({make_passphrase() for _ in range(200)}) == 200
+    # Every digit comes up: nothing about the alphabet is skewed (2,000 digits; each ~200 times).
+    counts = collections.Counter("".join(make_passphrase().replace(" ", "") for _ in range(100)))
+    assert set(counts) == set("0123456789") and min(counts.values()) > 120
 
 
 def test_sweep_ends_idle_chats_then_drops_them() -> None:
