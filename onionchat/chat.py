@@ -517,9 +517,17 @@ class ChatStore:
         return conv
 
     def mark_urgent(self, cid: str, actor: str = "") -> Conversation:
-        """Flag a conversation as urgent: it jumps the queue and stands out for staff."""
+        """Flag a conversation as urgent: it jumps the queue and stands out for staff.
+
+        The visitor's own press (no ``actor``) also puts a line in the conversation, once: the
+        counsellor reads it where they read everything else, even when staff marked it before.
+        """
         conv = self.get(cid)
-        if conv.state is State.ENDED or conv.urgent:
+        if conv.state is State.ENDED:
+            return conv
+        if not actor and not any(m.event == "urgent" for m in conv.messages):
+            self._append(conv, Author.SYSTEM, "", event="urgent")
+        if conv.urgent:
             return conv
         conv.urgent = True
         conv.touch()

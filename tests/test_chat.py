@@ -225,3 +225,18 @@ def test_shutdown_ends_every_chat() -> None:
     chat.accept(a.id, "carla", 3)
     chat.shutdown()
     assert a.end_reason is EndReason.SHUTDOWN and b.end_reason is EndReason.SHUTDOWN
+
+
+def test_the_visitors_danger_press_is_a_line_in_the_conversation_once() -> None:
+    chat = store()
+    conv, _ = chat.start("")
+    chat.mark_urgent(conv.id, actor="carla")  # staff marking it: the audit has it, no line
+    assert conv.urgent and conv.messages == []
+    version = conv.visitor_version
+    for _ in range(3):
+        chat.mark_urgent(conv.id)  # the visitor's own press, even after staff marked it
+    assert [(m.author, m.event) for m in conv.messages] == [(Author.SYSTEM, "urgent")]
+    assert conv.visitor_version == version + 1  # the visitor's frame shows the line too
+    chat.end(conv.id, EndReason.VISITOR_LEFT)
+    chat.mark_urgent(conv.id)
+    assert conv.messages == []

@@ -99,12 +99,13 @@ async def test_held_poll_returns_after_the_hold_time_without_change(new_visitor:
     response, _ = await visitor.get(next_url)
     assert response.status == 200 and 1.5 < time.perf_counter() - began < 5
     again = response.headers["Refresh"].split("url=", 1)[1].split("#")[0]
-    # Same stamp, but never the URL on screen: a refresh to it would be a mere jump to
-    # '#latest' and the frame would stop asking.
+    # Same stamp, but never the URL on screen: a refresh to it could be a mere jump within the
+    # page (with a fragment) and the frame would stop asking.
     assert again != next_url
     assert again.split("&p=")[0] == next_url.split("&p=")[0]
     _, page = await visitor.get(again)
-    assert f'url={again.replace("&", "&amp;")}#latest' not in page  # the page's meta moves on too
+    meta = re.search(r'http-equiv="refresh" content="0; url=([^"]+)"', page)
+    assert meta is not None and meta.group(1).replace("&amp;", "&") != again  # the page's meta moves on too
 
 
 async def test_pause_updates_gives_a_still_page(new_visitor: NewVisitor) -> None:
@@ -248,3 +249,93 @@ async def test_counsellor_ending_is_shown_to_the_visitor(services: Services, ope
     assert "The counsellor has ended the chat" in page and "Refresh" not in response.headers
     _, compose = await visitor.get("/chat/compose")
     assert "<textarea" not in compose
+
+
+async def test_the_messages_frame_keeps_its_newest_line_in_view_without_a_fragment(
+        new_visitor: NewVisitor) -> None:
+    """A '#latest' jump made Chromium scroll the whole page (Quick exit went off screen): none is asked for."""
+    visitor = await new_visitor()
+    await start_chat(visitor)
+    _, chat_page = await visitor.get("/chat")
+    assert 'src="/chat/messages"' in chat_page
+    response, page = await visitor.get("/chat/messages")
+    assert "#" not in response.headers["Refresh"] and 'id="latest"' not in page
+    assert 'class="log-scroll"' in page  # the column-reverse scroller (style.css) starts at its end
+
+
+async def test_danger_advice_with_the_number_before_during_and_after_a_chat(
+        new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> None:
+    number = 'class="danger-number" dir="ltr">112</strong>'
+    nobody = await new_visitor()
+    _, landing = await nobody.get("/")
+    assert 'href="/danger"' in landing and "Call the emergency number 112" in landing  # every page's foot
+    _, page = await nobody.get("/danger")
+    assert number in page and 'class="quick-exit"' in page and "Back to the start page" in page
+    assert "danger" not in page.split("<title>")[1].split("</title>")[0].lower()  # a neutral tab title
+
+    visitor = await new_visitor()
+    await start_chat(visitor, "Ines")
+    _, chat_page = await visitor.get("/chat")
+    assert re.search(r'<form method="post" action="/chat/urgent" target="messages">', chat_page)
+    for _ in range(2):  # a second press changes nothing more
+        response, _ = await visitor.post("/chat/urgent")
+        assert response.headers["Location"] == "/danger?frame=1"
+    _, advice = await visitor.get("/danger?frame=1")
+    assert number in advice and "front of the line" in advice and 'href="/chat/messages"' in advice
+    assert 'class="quick-exit"' not in advice  # the page around the frame has it
+    conv = services.chat.get(only(services))
+    assert conv.urgent and [m.event for m in conv.messages] == ["urgent"]
+    carla = await new_staff("carla")
+    await carla.post(f"/accept/{conv.id}")
+    _, staff_view = await carla.get(f"/chat/{conv.id}/messages")
+    assert "The visitor pressed “I am in danger now” and was shown the emergency number." in staff_view
+    _, frame = await visitor.get("/chat/messages")
+    assert "You pressed “I am in danger now”. The counsellor has been told." in frame
+    _, advice = await visitor.get("/danger?frame=1")
+    assert "Your counsellor has been told." in advice and "front of the line" not in advice
+
+    await carla.post(f"/chat/{conv.id}/end")
+    response, _ = await visitor.post("/chat/urgent")  # after the end: still the advice, not an error
+    assert response.status == 303 and response.headers["Location"] == "/danger?frame=1"
+    _, advice = await visitor.get("/danger?frame=1")
+    assert number in advice and "This chat has ended." in advice and 'href="/" target="_top"' in advice
+
+
+async def test_leave_and_delete_are_a_second_step(new_visitor: NewVisitor) -> None:
+    visitor = await new_visitor()
+    await start_chat(visitor)
+    _, page = await visitor.get("/chat")
+    for first, action, confirm in (("Leave chat", "/chat/leave", "Yes, leave the chat"),
+                                   ("Delete this conversation now", "/chat/delete", "Yes, delete it now")):
+        step = re.search(rf'<details class="step">\s*<summary>{first}</summary>\s*<form method="post" '
+                         rf'action="{action}">.*?<button type="submit" class="danger">{confirm}</button>', page, re.S)
+        assert step, first
+    assert page.count("<details") == 3 and "<details open" not in page  # Leave chat, More, Delete: all closed
+
+
+async def test_a_message_sent_after_the_end_comes_back_to_the_visitor(
+        services: Services, open_chat: OpenChatFactory) -> None:
+    chat = await open_chat()
+    await chat.visitor.get("/chat/compose")
+    await chat.staff.post(f"/chat/{chat.cid}/end")
+    draft = "They took my <passport> & I"
+    response, page = await chat.visitor.post("/chat/send", {"text": draft})
+    assert response.status == 409
+    assert "Your message was not sent:" in page
+    assert 'readonly dir="auto">They took my &lt;passport&gt; &amp; I</textarea>' in page
+    assert services.chat.get(chat.cid).messages == []  # shown back, never stored
+
+
+async def test_arabic_visitors_see_their_return_code_in_both_kinds_of_digits(new_visitor: NewVisitor) -> None:
+    visitor = await new_visitor()
+    await visitor.get("/lang/ar")
+    await visitor.post("/start", {})
+    _, page = await visitor.get("/chat")
+    digits = re.search(r'class="words">([^<]+)<', page)
+    native = re.search(r'class="words-native">([^<]+)<', page)
+    assert digits and native
+    arabic = digits.group(1).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert native.group(1) == arabic
+    other = await new_visitor()
+    response, _ = await other.post("/resume", {"passphrase": arabic})  # typed on an Arabic keyboard
+    assert response.status == 303

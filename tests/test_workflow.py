@@ -38,9 +38,9 @@ async def test_urgent_visitor_jumps_the_queue_and_sees_what_to_do(
     await start_chat(scared, "Scared")
     _, page = await scared.get("/chat")
     response, _ = await scared.post("/chat/urgent")
-    assert response.headers["Location"] == "/chat?urgent=1"
-    _, page = await scared.get("/chat?urgent=1")
-    assert "Call the emergency number 112" in page and "front of the line" in page
+    assert response.headers["Location"] == "/danger?frame=1"  # opened in the messages frame
+    _, page = await scared.get("/danger?frame=1")
+    assert 'class="danger-number" dir="ltr">112</strong>' in page and "front of the line" in page
     _, frame = await scared.get("/chat/messages")
     assert "You are number 1 in line" in frame
     assert [c.nickname for c in services.chat.queue()] == ["Scared", "Calm"]

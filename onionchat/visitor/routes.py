@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
+from onionchat import i18n
 from onionchat.chat import Author, Conversation, EndReason, State, VisitorView
 from onionchat.errors import ChatError, ErrorCode, NotFound
 from onionchat.pagecache import Audience, PageKey, Rendered
@@ -128,19 +129,35 @@ async def chat(request: web.Request) -> web.StreamResponse:
         # ...except once more if the visitor switches language within a minute of seeing it.
         session.passphrase_again, session.passphrase_until = passphrase, time.monotonic() + PASSPHRASE_AGAIN_SECONDS
     return page(request, "visitor/chat.html", session, passphrase=passphrase,
-                urgent=request.query.get("urgent") == "1" and conv.urgent)
+                passphrase_native=i18n.native_digits(passphrase, language(request, session)))
 
 
 @routes.post("/chat/urgent", name="urgent")
 async def urgent(request: web.Request) -> web.StreamResponse:
-    """'I am in danger now': jump the queue, alert staff, and show what to do right away."""
+    """'I am in danger now': jump the queue, alert staff, and show what to do right away.
+
+    The button's form opens its answer in the messages frame, where the visitor is looking:
+    the reply box keeps what they were typing, Quick exit stays at the top. A chat that has
+    ended (or was never there) still gets the advice and the number.
+    """
     session = cookies.current(request)
     await read_form(request, session)
     conv = conversation_of(request, session)
-    if conv is None or conv.state is State.ENDED:
-        raise Refused(ErrorCode.GONE)
-    request.app[keys.CHAT].mark_urgent(conv.id)
-    raise see_other("/chat?urgent=1")
+    if conv is not None and conv.state is not State.ENDED:
+        request.app[keys.CHAT].mark_urgent(conv.id)
+    raise see_other("/danger?frame=1")
+
+
+@routes.get("/danger", name="danger")
+async def danger(request: web.Request) -> web.Response:
+    """What to do in danger, the emergency number first; a way back to the chat.
+
+    ``frame=1``: shown inside the chat's messages frame (no header: the page around it has Quick exit).
+    """
+    session = cookies.current(request)
+    framed = request.query.get("frame") == "1"
+    return page(request, "visitor/danger_frame.html" if framed else "visitor/danger.html", session,
+                conv=view(conversation_of(request, session)))
 
 
 @routes.post("/chat/delete", name="delete")
@@ -165,6 +182,10 @@ class MessagesFrame:
 
     __slots__ = ("check", "conv", "lang", "paused", "request", "store")
     path = "/chat/messages"
+    # No '#latest': a fragment makes Chromium scroll the page around the frame to it (the header
+    # with Quick exit went off screen at every message). The frame keeps its newest line in view
+    # with a column-reverse scroller instead (templates/visitor/messages.html).
+    fragment = ""
 
     def __init__(self, request: web.Request, session: Session | None) -> None:
         self.request = request

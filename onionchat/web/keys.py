@@ -39,7 +39,8 @@ class SiteSpec:
     return_to: tuple[str, ...]  # where a language link may lead back to (never an open redirect)
 
 
-VISITOR_SITE = SiteSpec(Site.VISITOR, "oc_visitor", i18n.VISITOR_LANGUAGES, ("/", "/chat", "/safety", "/goodbye"))
+VISITOR_SITE = SiteSpec(Site.VISITOR, "oc_visitor", i18n.VISITOR_LANGUAGES,
+                        ("/", "/chat", "/safety", "/goodbye", "/danger"))
 STAFF_SITE = SiteSpec(Site.STAFF, "oc_staff", i18n.STAFF_LANGUAGES, ("/", "/login", "/account"))
 
 CONFIG = web.AppKey("config", Config)

@@ -31,6 +31,7 @@ class Frame:
     render: Callable[[str, str], bytes]  # (stamp, next URL or "") -> page bytes
     path: str
     final: Callable[[], bool] = lambda: False  # True: the page never changes again
+    fragment: str = "#latest"  # where the next version opens; "" for a frame that keeps its newest in view itself
 
 
 class FrameSource(Protocol):
@@ -38,6 +39,8 @@ class FrameSource(Protocol):
 
     @property
     def path(self) -> str: ...  # noqa: D102
+    @property
+    def fragment(self) -> str: ...  # noqa: D102
     def stamp(self) -> str: ...  # noqa: D102
     def wait(self, timeout: float) -> Awaitable[bool]: ...  # noqa: D102
     def render(self, stamp: str, url: str) -> bytes: ...  # noqa: D102
@@ -84,7 +87,7 @@ async def serve_frame(request: web.Request, frame: FrameSource) -> web.Response:
     # the same URL plus '#latest' is only a jump within the page, and the frame would stop
     # asking (seen in Chromium). So 'p' alternates between 0 and 1 on every answer.
     turn = "1" if query.get("p") == "0" else "0"
-    url = f"{path}{'&' if '?' in path else '?'}v={quote(stamp)}&p={turn}#latest"
+    url = f"{path}{'&' if '?' in path else '?'}v={quote(stamp)}&p={turn}{frame.fragment}"
     live = not paused and not frame.final()
     # Frames that are polled a lot cache their pages per stamp and per next URL (render.Rendered).
     body = frame.render(stamp, url if live else "")
