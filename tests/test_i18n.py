@@ -101,7 +101,7 @@ async def test_arabic_is_right_to_left_in_every_page_and_frame(new_visitor: NewV
         _, page = await visitor.get(path)
         assert HTML_TAG.search(page).groups() == ("ar", "rtl"), path  # type: ignore[union-attr]
     _, frame = await visitor.get("/chat/messages")
-    assert "إيقاف التحديث" in frame  # "Pause updates"
+    assert "إيقاف الرسائل في مكانها" in frame  # "Hold the messages still"
 
 
 async def test_the_counsellor_sees_the_visitors_language(new_visitor: NewVisitor, new_staff: NewStaff,
