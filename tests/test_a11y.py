@@ -19,20 +19,17 @@ from playwright.sync_api import Browser, BrowserContext, Frame, Page, ViewportSi
 
 from tests.chromium import DESKTOP, PHONE, launched
 from tests.liveserver import LiveServer, NeutralPage, live_server
+from tests.pages import Counsellor, Screen, Visitor, go, shoot
 
 pytestmark = pytest.mark.browser
 
 AXE = Path(__file__).resolve().parent / "data" / "axe-core" / "axe.min.js"
 # WCAG 2.0, 2.1 and 2.2, levels A and AA: every rule axe tags with these.
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 STEP_MS = 5000
-LOGIN_MS = 30_000  # argon2id at production cost (64 MiB, t=4) on a busy 2-core machine
 PASSWORD = "correct horse battery staple 42"
 VISITOR_LANGS = ("en", "nl", "ar")
 STAFF_LANGS = ("en", "nl")
-# Rendered with JavaScript on (axe's context): the label texts the test clicks, per language.
-START = {"en": "Start chat", "nl": "Chat beginnen", "ar": "ابدأ المحادثة"}
 
 
 @pytest.fixture(scope="module")
@@ -110,69 +107,11 @@ def axe(page: Page) -> list[str]:
     return [f"{page.url}: {v['id']} ({v['help']}): {node}" for v in result for node in v["nodes"]]
 
 
-def go(page: Page, url: str) -> None:
-    """Open ``url``; done when the document is parsed ("load" waits for frames that are held requests)."""
-    page.goto(url, wait_until="domcontentloaded")
-
-
-def scrolls_sideways(page: Page) -> list[str]:
-    """The page or any frame wider than its viewport (a phone would scroll sideways)."""
-    wide = []
-    for frame in page.frames:
-        width = frame.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        if width[0] > width[1]:
-            wide.append(f"{frame.url}: {width[0]} px wide in {width[1]} px")
-    return wide
-
-
-def shoot(page: Page, name: str) -> None:
-    """A full-page screenshot into test-artifacts/screenshots for a person to look at."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"a11y-{name}.png"), full_page=True)
-
-
-def staff_login(page: Page, server: LiveServer, name: str) -> None:
-    go(page, server.staff_url + "login")
-    page.get_by_label("Username").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    # The live dashboard refreshes itself into a held request at once, and while a page's own
-    # navigation is pending Chromium answers no DevTools request about it: open the still copy.
-    # Wait for that first self-refresh to be in flight: a refresh still to come would replace
-    # the still copy opened next.
-    with page.expect_request(lambda r: r.url.startswith(server.staff_url + "?v="), timeout=LOGIN_MS):
-        page.get_by_role("button", name="Log in").click(no_wait_after=True)
-    go(page, server.staff_url + "?paused=1")
-    expect(page.locator("h1")).to_have_text(re.compile("Dashboard|Overzicht"))
-
-
-def start_visitor(page: Page, server: LiveServer, lang: str, nickname: str) -> None:
-    go(page, f"{server.visitor_url}lang/{lang}")
-    page.locator("#nickname").fill(nickname)
-    page.get_by_role("button", name=START[lang]).click()
-    page.wait_for_url(re.compile(r"/chat$"), wait_until="domcontentloaded")
-
-
-def accept(staff: Page, server: LiveServer, nickname: str) -> str:
-    """Accept the visitor ``nickname`` from the dashboard; the chat id."""
-    go(staff, server.staff_url + "?paused=1")
-    staff.get_by_role("button", name=f"Accept {nickname}").click()
-    staff.wait_for_url(re.compile(r"/chat/[^/]+$"), wait_until="domcontentloaded")
-    return staff.url.rsplit("/", 1)[1]
-
-
-def staff_send(staff: Page, server: LiveServer, cid: str, text: str) -> None:
-    go(staff, f"{server.staff_url}chat/{cid}")
-    compose = staff.frame_locator(".compose-frame")
-    compose.get_by_label("Your reply to the visitor").fill(text)
-    compose.get_by_role("button", name="Send").click()
-    expect(staff.frame_locator(".messages-frame").get_by_text(text)).to_be_visible()
-
-
 def test_the_axe_harness_sees_violations_inside_frames(server: LiveServer, browsers: Browsers) -> None:
     """Zero violations means something only if a violation would be found, frames included."""
     page = browsers.page(script=True)
     go(page, server.visitor_url + "lang/en")
-    start_visitor(page, server, "en", "harness")
+    Visitor(page, server).start("harness", lang="en")
     compose = next(f for f in loaded_frames(page) if f.url.endswith("/chat/compose"))
     compose.wait_for_load_state("domcontentloaded")
     compose.evaluate("document.querySelector('label[for=text]').remove()")  # the textarea loses its label
@@ -184,7 +123,7 @@ def test_the_axe_harness_sees_violations_inside_frames(server: LiveServer, brows
 
 def test_visitor_pages_pass_axe_in_english_dutch_and_arabic(server: LiveServer, browsers: Browsers) -> None:
     staff = browsers.page(script=False)
-    staff_login(staff, server, "carla")
+    Counsellor(staff, server).log_in_still("carla")
     problems: list[str] = []
     for lang in VISITOR_LANGS:
         visitor = browsers.page(script=True)
@@ -195,19 +134,25 @@ def test_visitor_pages_pass_axe_in_english_dutch_and_arabic(server: LiveServer, 
             go(visitor, server.visitor_url + path)
             problems += axe(visitor)
         nickname = f"axe-{lang}"
-        start_visitor(visitor, server, lang, nickname)
+        Visitor(visitor, server).start(nickname, lang=lang)
         problems += axe(visitor)  # waiting: passphrase, messages frame in line, compose frame
-        cid = accept(staff, server, nickname)
-        staff_send(staff, server, cid, f"Hello from carla ({lang})")
+        cid = Counsellor(staff, server).accept_still(nickname)
+        Counsellor(staff, server).send_in(cid, f"Hello from carla ({lang})")
         visitor.reload(wait_until="domcontentloaded")
         expect(visitor.frame_locator(".messages-frame").get_by_text(f"Hello from carla ({lang})")).to_be_visible()
         problems += axe(visitor)  # chatting, updates live
-        frame = visitor.frame_locator(".messages-frame")
-        frame.locator(".frame-controls a").first.click()  # Pause updates
-        expect(frame.locator(".frame-controls a")).to_have_count(2)  # Check for new messages, Resume updates
-        problems += axe(visitor)  # paused: "Check for new messages", "Resume updates"
-        go(visitor, server.visitor_url + "chat?urgent=1")
+        # The second steps: Leave chat, More (with Delete, Staying safe, the languages), Delete.
+        for step in (".controls > details > summary", ".controls details details > summary"):
+            for summary in visitor.locator(step).all():
+                summary.click()
         problems += axe(visitor)
+        frame = visitor.frame_locator(".messages-frame")
+        frame.locator(".frame-controls a").first.click()  # Hold the messages still
+        expect(frame.locator(".frame-controls a")).to_have_count(2)  # Check for new messages, Show ... again
+        problems += axe(visitor)  # paused
+        for path in ("danger", "danger?frame=1"):  # the advice as a page, and as the messages frame shows it
+            go(visitor, server.visitor_url + path)
+            problems += axe(visitor)
         go(visitor, server.visitor_url + "chat/messages?paused=1")
         problems += axe(visitor)  # the frame on its own, as a screen reader user may open it
         go(staff, f"{server.staff_url}chat/{cid}")
@@ -231,15 +176,15 @@ def test_staff_pages_pass_axe_in_english_and_dutch(server: LiveServer, browsers:
         go(login, server.staff_url + "login")
         problems += axe(login)
     carla = browsers.page(script=True)
-    staff_login(carla, server, "carla")
+    Counsellor(carla, server).log_in_still("carla")
     go(carla, server.staff_url + "?paused=1")
     problems += axe(carla)  # the dashboard with a visitor waiting
-    cid = accept(carla, server, "axe-staff")
-    staff_send(carla, server, cid, "Hello, I am here.")
+    cid = Counsellor(carla, server).accept_still("axe-staff")
+    Counsellor(carla, server).send_in(cid, "Hello, I am here.")
     sam = browsers.page(script=True)
-    staff_login(sam, server, "sam")
+    Counsellor(sam, server).log_in_still("sam")
     ada = browsers.page(script=True)
-    staff_login(ada, server, "ada")
+    Counsellor(ada, server).log_in_still("ada")
     for lang in STAFF_LANGS:
         for page in (carla, sam, ada):
             go(page, f"{server.staff_url}lang/{lang}")
@@ -286,7 +231,7 @@ def test_keyboard_skip_link_visible_focus_and_order(server: LiveServer, browsers
             break
         order.append(label)
     wanted = ["Skip to content", "Quick exit", "English", "العربية", "Nickname (optional)", "Start chat",
-              "Your passphrase", "Resume chat"]
+              "Your return code", "Resume chat"]
     assert [item for item in order if item in wanted] == wanted, order
     assert "More about staying safe" in order
 
@@ -302,10 +247,10 @@ def test_no_page_scrolls_sideways_and_the_compose_box_is_reachable(server: LiveS
         go(page, f"{server.visitor_url}lang/{lang}")
         for path in ("", "safety", "goodbye"):
             go(page, server.visitor_url + path)
-            problems += scrolls_sideways(page)
-        start_visitor(page, server, lang, f"phone-{lang}")
+            problems += Screen(page).overflow()
+        Visitor(page, server).start(f"phone-{lang}", lang=lang)
         page.frame_locator(".compose-frame").locator("#text").wait_for()
-        problems += scrolls_sideways(page)
+        problems += Screen(page).overflow()
         compose = page.frame_locator(".compose-frame")
         page.locator(".compose-frame").scroll_into_view_if_needed()
         frame_box = page.locator(".compose-frame").bounding_box()
@@ -319,7 +264,7 @@ def test_no_page_scrolls_sideways_and_the_compose_box_is_reachable(server: LiveS
                 lang, viewport, box, frame_box)
             assert frame_box["x"] <= box["x"] and box["x"] + box["width"] <= frame_box["x"] + frame_box["width"], (
                 lang, viewport, box, frame_box)
-        for button in page.locator(".controls button, .quick-exit").all():
+        for button in page.locator(".controls > form button, .controls > details > summary, .quick-exit").all():
             button.scroll_into_view_if_needed()
             assert button.is_visible(), (lang, viewport)
     assert problems == []
@@ -328,29 +273,30 @@ def test_no_page_scrolls_sideways_and_the_compose_box_is_reachable(server: LiveS
 def test_pause_and_check_for_new_messages_with_javascript_off(server: LiveServer, browsers: Browsers) -> None:
     """Pausing stops the self-updates (no Refresh); "Check for new messages" fetches once; Resume resumes."""
     staff = browsers.page(script=False)
-    staff_login(staff, server, "carla")
+    Counsellor(staff, server).log_in_still("carla")
     visitor = browsers.page(script=False)
     go(visitor, server.visitor_url + "lang/en")
     visitor.locator("#nickname").fill("pauser")
     visitor.get_by_role("button", name="Start chat").click()
-    cid = accept(staff, server, "pauser")
+    cid = Counsellor(staff, server).accept_still("pauser")
     messages = visitor.frame_locator(".messages-frame")
     expect(messages.get_by_text("A counsellor has joined the chat.")).to_be_visible()
     # The log's structure: a heading, then an ordered list with one item per message.
     expect(messages.get_by_role("heading", name="Messages")).to_have_count(1)
     expect(messages.get_by_role("list")).to_have_count(1)
     with visitor.expect_response(re.compile(r"/chat/messages\?paused=1")) as paused:
-        messages.get_by_role("link", name="Pause updates").click()
+        messages.get_by_role("link", name="Hold the messages still").click()
     assert "refresh" not in {k.lower() for k in paused.value.headers}
     assert b'http-equiv="refresh"' not in paused.value.body()
-    staff_send(staff, server, cid, "Sent while paused")
+    Counsellor(staff, server).send_in(cid, "Sent while paused")
     expect(messages.get_by_text("Sent while paused")).to_have_count(0)  # nothing reloaded by itself
     messages.get_by_role("link", name="Check for new messages").click()
     expect(messages.get_by_text("Sent while paused")).to_be_visible()
-    expect(messages.get_by_role("link", name="Resume updates")).to_be_visible()  # still paused
-    messages.get_by_role("link", name="Resume updates").click()
-    expect(messages.get_by_role("link", name="Pause updates")).to_be_visible()
-    staff_send(staff, server, cid, "Live again")
+    resume = messages.get_by_role("link", name="Show new messages by themselves again")
+    expect(resume).to_be_visible()  # still paused
+    resume.click()
+    expect(messages.get_by_role("link", name="Hold the messages still")).to_be_visible()
+    Counsellor(staff, server).send_in(cid, "Live again")
     expect(messages.get_by_text("Live again")).to_be_visible()  # arrived without any click
 
 
@@ -359,39 +305,40 @@ def test_screenshots_of_the_main_pages_at_phone_and_desktop_widths(server: LiveS
                                                                    lang: str) -> None:
     """JavaScript off, as a visitor at Safest sees them; into test-artifacts/screenshots/a11y-*.png."""
     staff = browsers.page(script=False)
-    staff_login(staff, server, "carla")
+    Counsellor(staff, server).log_in_still("carla")
     for width, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
         page = browsers.page(script=False, viewport=viewport)
         go(page, f"{server.visitor_url}lang/{lang}")
         expect(page.locator(".js-warning")).to_be_hidden()  # JavaScript is off: no banner
-        shoot(page, f"landing-{lang}-{width}")
+        shoot(page, full_page=True, name=f"a11y-landing-{lang}-{width}")
         go(page, server.visitor_url + "safety")
-        shoot(page, f"safety-{lang}-{width}")
+        shoot(page, full_page=True, name=f"a11y-safety-{lang}-{width}")
         nickname = f"shot-{lang}-{width}"
         go(page, server.visitor_url)
         page.locator("#nickname").fill(nickname)
         page.locator("form[action='/start'] button").click()
         page.frame_locator(".messages-frame").locator(".waiting").first.wait_for()
-        shoot(page, f"waiting-{lang}-{width}")
-        cid = accept(staff, server, nickname)
-        staff_send(staff, server, cid, "Hello. I am Carla. You are safe to write here; take your time.")
+        shoot(page, full_page=True, name=f"a11y-waiting-{lang}-{width}")
+        cid = Counsellor(staff, server).accept_still(nickname)
+        Counsellor(staff, server).send_in(cid, "Hello. I am Carla. You are safe to write here; take your time.")
         page.frame_locator(".compose-frame").locator("#text").fill("I am not sure I can talk long")
         page.frame_locator(".compose-frame").locator("button[type=submit]").click()
         expect(page.frame_locator(".messages-frame").get_by_text("I am not sure")).to_be_visible()
         page.frame_locator(".compose-frame").locator("#text").fill("typed but not sent")
-        shoot(page, f"chat-{lang}-{width}")
+        shoot(page, full_page=True, name=f"a11y-chat-{lang}-{width}")
         if lang == "en":
             staff.set_viewport_size(viewport)
             go(staff, f"{server.staff_url}chat/{cid}")
             staff.frame_locator(".messages-frame").get_by_text("I am not sure").wait_for()
-            shoot(staff, f"staff-chat-{width}")
+            shoot(staff, full_page=True, name=f"a11y-staff-chat-{width}")
             go(staff, server.staff_url + "?paused=1")
-            shoot(staff, f"staff-dashboard-{width}")
+            shoot(staff, full_page=True, name=f"a11y-staff-dashboard-{width}")
+        page.locator(".controls > details > summary").first.click()  # Leave chat: the second step opens
         page.locator("form[action='/chat/leave'] button").click()
         page.wait_for_url(re.compile("/goodbye"))
-        shoot(page, f"goodbye-{lang}-{width}")
+        shoot(page, full_page=True, name=f"a11y-goodbye-{lang}-{width}")
     # JavaScript on: the banner asking for Safest shows (and only then).
     scripted = browsers.page(script=True)
     go(scripted, f"{server.visitor_url}lang/{lang}")
     expect(scripted.locator(".js-warning")).to_be_visible()
-    shoot(scripted, f"landing-js-on-{lang}")
+    shoot(scripted, full_page=True, name=f"a11y-landing-js-on-{lang}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import time
@@ -15,8 +14,6 @@ import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
-    FrameLocator,
-    Locator,
     Page,
     Response,
     ViewportSize,
@@ -27,19 +24,13 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.chromium import DESKTOP, PHONE, launched
 from tests.liveserver import LiveServer, NeutralPage, live_server
+from tests.pages import STEP_MS, Counsellor, Visitor, assert_within_view, shoot_sizes, until
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-# The most any step may take by itself; delivery has its own, stricter limit below.
-STEP_MS = 10_000
-LOGIN_S = 30.0  # argon2id with production costs, on a busy machine, one login at a time
 DELIVERY_LIMIT_S = 1.0  # issue 2: "a message appears within a second of being sent"
 DELIVERY_SAMPLES = 10
 QUIET_HOLD_S = 1  # a short hold, so a quiet spell of several holds passes quickly
-CLICK_TRIES = 5  # clicks on the live dashboard before a press counts as broken (see press_on_dashboard)
-CLICK_ANSWER_MS = 3_000  # how long a pressed button may take to send its form
-DASHBOARD_TITLE = re.compile(r"(URGENT )?(\(\d+\) )?onionchat")  # "Log in – onionchat" is not one
 
 OpenPage = Callable[..., Page]
 
@@ -172,208 +163,6 @@ def open_page(browser: Browser, log: ResponseLog) -> Iterator[OpenPage]:
         context.close()
 
 
-def until(condition: Callable[[], bool], what: str, timeout_s: float = STEP_MS / 1000,
-          tick: Callable[[], None] = lambda: time.sleep(0.005)) -> float:
-    """Check ``condition`` until it holds; the seconds that took, or AssertionError naming ``what``.
-
-    ``tick`` runs between checks: a short pause, or a call that lets Playwright deliver events.
-    """
-    began = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - began > timeout_s:
-            raise AssertionError(f"{what}: not seen within {timeout_s} s")
-        tick()
-    return time.perf_counter() - began
-
-
-class Screen:
-    """What a page shows, read through the DevTools protocol.
-
-    A self-updating frame always has its next version in flight as a held request.
-    Playwright's locators treat a frame in that state as "navigating" and wait for it (up to
-    the hold time), so the text of such frames is read from the page that contains them,
-    which is idle; that is also what a person sees: the current document stays on screen.
-    """
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.cdp = page.context.new_cdp_session(page)
-        self.target = self.cdp.send("Target.getTargetInfo")["targetInfo"]["targetId"]
-        browser = page.context.browser
-        assert browser is not None
-        self.browser_cdp = browser.new_browser_cdp_session()
-
-    def tab_title(self) -> str:
-        """The title on the browser's tab, as the browser itself shows it (even in the background)."""
-        targets = self.browser_cdp.send("Target.getTargets")["targetInfos"]
-        return next(str(t["title"]) for t in targets if t["targetId"] == self.target)
-
-    def text(self, iframe: str | None = None) -> str:
-        """The rendered text of the page, or of the iframe matching the CSS selector ``iframe``."""
-        selector = json.dumps(iframe)
-        expression = (f"(() => {{ const f = {selector} === null ? null : document.querySelector({selector});"
-                      " const d = f === null ? document : f.contentDocument;"
-                      " return d && d.body ? d.body.innerText : ''; })()")
-        result = self.cdp.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
-        return str(result.get("result", {}).get("value") or "")
-
-    def overflow(self) -> list[str]:
-        """Documents (the page and every same-origin frame) wider than their viewport."""
-        expression = """(() => { const out = []; const walk = (d, where) => {
-            const e = d.documentElement; const extra = e.scrollWidth - e.clientWidth;
-            if (extra > 0) out.push(where + ' by ' + extra + ' px');
-            for (const f of d.querySelectorAll('iframe')) if (f.contentDocument) walk(f.contentDocument, f.title);
-          }; walk(document, 'page'); return out; })()"""
-        result = self.cdp.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
-        return [str(x) for x in result.get("result", {}).get("value") or []]
-
-
-class ChatTab:
-    """A browser tab holding a chat's frame set: messages that update themselves, and a compose form."""
-
-    MESSAGES: str  # the messages frame's selector
-    COMPOSE: str  # the compose frame's selector
-    BOX: str  # the label of the compose box
-    WHO: str  # for messages about what this tab shows
-
-    def __init__(self, page: Page, server: LiveServer) -> None:
-        self.page = page
-        self.server = server
-        self.screen = Screen(page)
-
-    @property
-    def messages(self) -> FrameLocator:
-        """For frames that have stopped updating (an ended chat): ordinary locators work there."""
-        return self.page.frame_locator(self.MESSAGES)
-
-    @property
-    def compose(self) -> FrameLocator:
-        return self.page.frame_locator(self.COMPOSE)
-
-    @property
-    def box(self) -> Locator:
-        return self.compose.get_by_label(self.BOX)
-
-    @property
-    def send_button(self) -> Locator:
-        return self.compose.get_by_role("button", name="Send")
-
-    def send(self, text: str) -> None:
-        """Type and press Send; done when the compose frame is back, empty (post/redirect/get)."""
-        self.box.fill(text)
-        self.send_button.click()
-        expect(self.box).to_have_value("")
-
-    def shown(self) -> str:
-        """The text of the messages frame as it is on screen now."""
-        return self.screen.text(self.MESSAGES)
-
-    def sees(self, text: str, timeout_s: float = STEP_MS / 1000) -> float:
-        """Wait until ``text`` is in the messages frame; the seconds that took."""
-        return until(lambda: text in self.shown(), f"{self.WHO} seeing {text!r}", timeout_s)
-
-
-class Visitor(ChatTab):
-    """A visitor's tab: the landing page, then the chat frame set."""
-
-    MESSAGES = 'iframe[name="messages"]'
-    COMPOSE = 'iframe[name="compose"]'
-    BOX = "Your message"
-    WHO = "the visitor"
-
-    def start(self, nickname: str = "") -> None:
-        """Open the landing page and press Start chat."""
-        self.page.goto(self.server.visitor_url)
-        if nickname:
-            self.page.get_by_label("Nickname").fill(nickname)
-        self.page.get_by_role("button", name="Start chat").click()
-        expect(self.page).to_have_url(self.server.visitor_url + "chat")
-
-
-class Counsellor(ChatTab):
-    """A counsellor's tab on the staff site."""
-
-    MESSAGES = 'iframe[title="Messages"]'
-    COMPOSE = 'iframe[title="Write a message"]'
-    BOX = "Your reply to the visitor"
-    WHO = "the counsellor"
-
-    def log_in(self, name: str) -> None:
-        """Username, Password, Log in: lands on the dashboard."""
-        self.page.goto(self.server.staff_url + "login")
-        self.page.get_by_label("Username").fill(name)
-        self.page.get_by_label("Password").fill(self.server.accounts[name])
-        # The dashboard refreshes itself into a held request at once; Playwright would wait
-        # for that navigation to "finish", i.e. for the hold.
-        self.page.get_by_role("button", name="Log in").click(no_wait_after=True)
-        # The dashboard's title may count the waiting line ("(1) onionchat").
-        until(lambda: DASHBOARD_TITLE.fullmatch(self.screen.tab_title()) is not None, "the dashboard", LOGIN_S)
-
-    # The dashboard is a page whose own next version is always a held request in flight; while
-    # a page's navigation is pending, Chromium answers no DevTools request about that page (no
-    # query, no evaluation, no screenshot), though the person still sees and uses it. So the
-    # live dashboard is observed through its tab title, which the browser itself keeps, and its
-    # contents on a still copy (updates paused) in a second tab of the same size.
-
-    def title_becomes(self, title: str, timeout_s: float = STEP_MS / 1000) -> float:
-        """Wait until the tab's title is ``title``; the seconds that took."""
-        return until(lambda: self.screen.tab_title() == title, f"the counsellor's tab titled {title!r}", timeout_s)
-
-    def still_dashboard(self) -> Page:
-        """A second tab showing the dashboard with updates paused (close it after use)."""
-        twin = self.page.context.new_page()
-        size = self.page.viewport_size
-        assert size is not None
-        twin.set_viewport_size(size)
-        twin.goto(self.server.staff_url + "?paused=1")
-        return twin
-
-    def dashboard_shows(self, text: str) -> float:
-        """Wait until the dashboard has ``text``; the seconds that took."""
-        def shows() -> bool:
-            twin = self.still_dashboard()
-            try:
-                return text in twin.locator("body").inner_text()
-            finally:
-                twin.close()
-        return until(shows, f"the dashboard showing {text!r}")
-
-    def press_on_dashboard(self, name: str) -> None:
-        """Press the live dashboard's button ``name`` with the mouse, where the still copy has it.
-
-        A click that lands while the dashboard is swapping to its next version is dropped by
-        the browser (it takes no input until the new version is painted); a person sees that
-        nothing happened and clicks again, and so does this, looking the button up afresh.
-        """
-        for _ in range(CLICK_TRIES):
-            twin = self.still_dashboard()
-            try:
-                box = twin.get_by_role("button", name=name).bounding_box()
-                assert box is not None, f"{name} is not on the dashboard"
-            finally:
-                twin.close()
-            try:
-                with self.page.expect_request(lambda r: r.method == "POST", timeout=CLICK_ANSWER_MS):
-                    self.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-                return
-            except PlaywrightTimeout:
-                continue
-        raise AssertionError(f"pressing {name!r} on the live dashboard sent nothing in {CLICK_TRIES} tries")
-
-    def accept(self, nickname: str) -> None:
-        """Accept the waiting visitor from the dashboard; the chat page opens."""
-        self.dashboard_shows(nickname)
-        self.press_on_dashboard(f"Accept {nickname}")
-        expect(self.page.get_by_role("heading", name=f"Chat with {nickname}")).to_be_visible()
-
-    def wrap_up(self) -> None:
-        """The wrap-up after a chat: a test contact, saved; back on the dashboard."""
-        expect(self.page.get_by_role("heading", name="Wrap-up")).to_be_visible()
-        self.page.get_by_label("test", exact=True).check()
-        self.page.get_by_role("button", name="Save wrap-up").click(no_wait_after=True)
-        self.title_becomes("onionchat")
-
-
 def chatting(open_page: OpenPage, server: LiveServer, nickname: str, *,
              record: bool = True) -> tuple[Visitor, Counsellor]:
     """A counsellor logged in and a visitor whose chat that counsellor accepted."""
@@ -436,7 +225,8 @@ def test_whole_conversation_with_javascript_off(server: LiveServer, open_page: O
     counsellor.title_becomes("(1) onionchat")
     counsellor.accept("Mira")
     visitor.sees("A counsellor has joined the chat.")
-    visitor.page.get_by_role("button", name="Leave chat").click()
+    visitor.page.locator("summary", has_text="Leave chat").click()  # a second step, not the end yet
+    visitor.page.get_by_role("button", name="Yes, leave the chat").click()
     expect(visitor.page.get_by_role("heading", name="The chat has ended")).to_be_visible()
     expect(visitor.page.get_by_text("Close Tor Browser now.")).to_be_visible()
     counsellor.sees("The visitor left the chat.")
@@ -447,7 +237,7 @@ def test_whole_conversation_with_javascript_off(server: LiveServer, open_page: O
     visitor.page.get_by_role("link", name="Back to the start page").click()
     visitor.start("Mira")
     passphrase = visitor.page.locator(".passphrase .words").inner_text().strip()
-    assert re.fullmatch(r"[a-z]+(-[a-z]+){3}", passphrase), passphrase
+    assert re.fullmatch(r"\d{4}( \d{4}){4}", passphrase), passphrase
     counsellor.title_becomes("(1) onionchat")
     counsellor.accept("Mira")
     visitor.send("Someone is coming, I may have to close this")
@@ -457,7 +247,7 @@ def test_whole_conversation_with_javascript_off(server: LiveServer, open_page: O
     again = Visitor(open_page(), server)
     again.page.goto(server.visitor_url)
     expect(again.page.get_by_role("link", name="Go back to your chat")).to_have_count(0)
-    again.page.get_by_label("Your passphrase").fill(passphrase.upper().replace("-", " "))
+    again.page.get_by_label("Your return code").fill(passphrase.replace(" ", "-"))
     again.page.get_by_role("button", name="Resume chat").click()
     again.sees("Someone is coming, I may have to close this")
     expect(again.page.get_by_text(passphrase)).to_have_count(0)  # shown once only
@@ -573,25 +363,6 @@ def test_updates_keep_coming_after_a_quiet_spell(server: LiveServer, open_page: 
     counsellor.sees("Yes, still here", DELIVERY_LIMIT_S)
 
 
-def shoot(page: Page, name: str) -> None:
-    """Check the layout at phone and desktop size and keep a screenshot of each."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for size in (PHONE, DESKTOP):
-        page.set_viewport_size(size)
-        width, height = size["width"], size["height"]
-        page.screenshot(path=SCREENSHOTS / f"{name}-{width}x{height}.png")
-        assert Screen(page).overflow() == [], f"{name} scrolls sideways at {width} px"
-
-
-def assert_within_view(page: Page, locator: Locator, what: str) -> None:
-    """``locator`` is on screen without scrolling the page (frames and all)."""
-    box = locator.bounding_box()
-    size = page.viewport_size
-    assert box is not None and size is not None, what
-    assert box["x"] >= 0 and box["x"] + box["width"] <= size["width"], f"{what} sticks out sideways: {box}"
-    assert box["y"] >= 0 and box["y"] + box["height"] <= size["height"], f"{what} is below the fold: {box}"
-
-
 # Layout only: with updates every 5 minutes instead of held requests, no page or frame has
 # its next version in flight, so Chromium can take screenshots at any moment.
 @pytest.mark.parametrize("server", [{"poll": {"mode": "interval", "interval_seconds": 300}}], indirect=True)
@@ -600,15 +371,15 @@ def test_pages_fit_a_phone_and_a_desktop(server: LiveServer, open_page: OpenPage
     counsellor.log_in("carla")
     visitor = Visitor(open_page(), server)
     visitor.page.goto(server.visitor_url)
-    shoot(visitor.page, "landing")
+    shoot_sizes(visitor.page, "landing")
 
     visitor.start("Mira")
     visitor.sees("You are number 1 in line")
-    shoot(visitor.page, "waiting")
+    shoot_sizes(visitor.page, "waiting")
     visitor.send("Hello? I found this address on a card in the clinic.")
     counsellor.page.goto(server.staff_url)
     counsellor.title_becomes("(1) onionchat")
-    shoot(counsellor.page, "dashboard")
+    shoot_sizes(counsellor.page, "dashboard")
 
     counsellor.accept("Mira")
     for n in range(1, 5):
@@ -619,8 +390,8 @@ def test_pages_fit_a_phone_and_a_desktop(server: LiveServer, open_page: OpenPage
         page.reload()
     visitor.sees("Reply 4 from the visitor")
     counsellor.sees("Reply 4 from the visitor")
-    shoot(visitor.page, "chat-visitor")
-    shoot(counsellor.page, "chat-staff")
+    shoot_sizes(visitor.page, "chat-visitor")
+    shoot_sizes(counsellor.page, "chat-staff")
 
     # On a phone the visitor sees the conversation, the message box, Send and Quick exit at once.
     visitor.page.set_viewport_size(PHONE)

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.chromium import DESKTOP, launched
 from tests.liveserver import live_server
-from tests.test_browser import STEP_MS, Counsellor, Visitor, until
+from tests.pages import STEP_MS, Counsellor, Visitor, until
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +58,8 @@ def test_urgent_canned_transfer_wrapup_stats(tmp_path: Path, browser: Browser) -
             visitor = Visitor(new_page(), server)
             visitor.start("Mira")
             visitor.page.get_by_role("button", name="I am in danger now").click()
-            expect(visitor.page.get_by_text("Call the emergency number 112")).to_be_visible()
+            expect(visitor.messages.locator(".danger-number")).to_have_text("112")  # in the messages frame
+            visitor.messages.get_by_role("link", name="Back to the messages").click()
             # Supervisor notified: tab title, and the banner on the paused copy.
             until(lambda: sam.screen.tab_title().startswith("URGENT"), "sam's tab title starting with URGENT")
             twin = sam.still_dashboard()
