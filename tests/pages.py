@@ -15,6 +15,7 @@ Firefox ESR (Marionette, launched by tests/firefox.py):
     ``in_frame``, ``frame_text``, ``wait_for``, ``shoot_firefox``, ``measure`` (the same figures as
     ``Screen``, through Marionette's privileged sandbox: the page's own JavaScript stays off)
 Either engine:
+    ``serving(tmp, settings, staff)``  a live server whose Quick exit leads to a neutral page on loopback
     ``StaffClient(server)``        a counsellor over plain HTTP (login, accept, send, end, read),
                                    when the test is about the visitor's browser
 
@@ -31,7 +32,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +41,7 @@ from playwright.sync_api import FrameLocator, Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.chromium import DESKTOP, PHONE
-from tests.liveserver import LiveServer
+from tests.liveserver import PASSWORD, LiveServer, NeutralPage, live_server, merged
 
 if TYPE_CHECKING:
     from tests.firefox import Marionette
@@ -77,6 +79,15 @@ MEASURE = """(frameSel, itemSel, belowSel) => {
   }
   return out;
 }"""
+
+
+@contextmanager
+def serving(tmp: Path, settings: Mapping[str, Mapping[str, Any]] | None = None, staff: Mapping[str, str] | None = None,
+            *, password: str = PASSWORD) -> Iterator[tuple[LiveServer, NeutralPage]]:
+    """``live_server`` (settings, staff accounts) with Quick exit leading to a NeutralPage on loopback."""
+    with NeutralPage() as neutral, live_server(
+            tmp, merged({"visitor": {"quick_exit_url": neutral.url}}, settings), staff, password=password) as live:
+        yield live, neutral
 
 
 def until(condition: Callable[[], bool], what: str, timeout_s: float = STEP_MS / 1000,

@@ -18,8 +18,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Frame, Page, ViewportSize, expect
 
 from tests.chromium import DESKTOP, PHONE, launched
-from tests.liveserver import LiveServer, NeutralPage, live_server
-from tests.pages import Counsellor, Screen, Visitor, go, shoot
+from tests.liveserver import LiveServer
+from tests.pages import Counsellor, Screen, Visitor, go, serving, shoot
 
 pytestmark = pytest.mark.browser
 
@@ -45,10 +45,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One onionchat for the module: a counsellor, a supervisor and an admin."""
-    with NeutralPage() as neutral, live_server(
-            tmp_path_factory.mktemp("a11y"),
-            {"visitor": {"quick_exit_url": neutral.url}, "hours": {"open_without_staff": True}},
-            {"carla": "counsellor", "sam": "supervisor", "ada": "admin"}, password=PASSWORD) as live:
+    with serving(tmp_path_factory.mktemp("a11y"), {"hours": {"open_without_staff": True}},
+                 {"carla": "counsellor", "sam": "supervisor", "ada": "admin"}, password=PASSWORD) as (live, _):
         yield live
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.firefox import NARROWEST, By, Marionette, WebElement, launched, set_viewport
-from tests.liveserver import LiveServer, NeutralPage, live_server, wait_until
+from tests.liveserver import LiveServer, NeutralPage, wait_until
 from tests.pages import (
     STEP_MS,
     StaffClient,
@@ -18,6 +18,7 @@ from tests.pages import (
     in_frame,
     inside_view,
     measure,
+    serving,
     shoot_firefox,
     wait_for,
 )
@@ -39,10 +40,8 @@ def firefox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Marionette]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, NeutralPage]]:
-    with NeutralPage() as neutral, live_server(tmp_path_factory.mktemp("firefox"),
-                                               {"visitor": {"quick_exit_url": neutral.url}},
-                                               {"carla": "counsellor"}) as live:
-        yield live, neutral
+    with serving(tmp_path_factory.mktemp("firefox"), staff={"carla": "counsellor"}) as served:
+        yield served
 
 
 def compose(client: Marionette, read: Callable[[Marionette], Any]) -> Any:

@@ -13,8 +13,8 @@ from playwright.sync_api import Browser, BrowserContext, expect
 
 from onionchat.i18n import VISITOR_LANGUAGES
 from tests.chromium import PHONE, launched
-from tests.liveserver import LiveServer, NeutralPage, live_server
-from tests.pages import STEP_MS, StaffClient, Visitor, go, inside_view, shoot, until
+from tests.liveserver import LiveServer
+from tests.pages import STEP_MS, StaffClient, Visitor, go, inside_view, serving, shoot, until
 
 pytestmark = pytest.mark.browser
 
@@ -36,10 +36,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with NeutralPage() as neutral, live_server(
-            tmp_path_factory.mktemp("phone"),
-            {"visitor": {"quick_exit_url": neutral.url}, "poll": {"hold_seconds": HOLD_S}},
-            {"carla": "counsellor"}) as live:
+    with serving(tmp_path_factory.mktemp("phone"), {"poll": {"hold_seconds": HOLD_S}}, {"carla": "counsellor"}) as (
+            live, _):
         yield live
 
 
