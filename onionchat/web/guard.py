@@ -61,10 +61,10 @@ ERRORS: Final[dict[ErrorCode, Refusal]] = {
     E.GONE: Refusal(404, N_("This chat has ended"),
                     N_("This conversation is no longer here. Its messages were deleted.")),
     E.RESUME_UNKNOWN: Refusal(404, N_("Chat not found"),
-                              N_("No open chat has this passphrase. It may have ended, or a word may be "
+                              N_("No open chat has this return code. It may have ended, or a digit may be "
                                  "mistyped.")),
     E.RESUME_THROTTLED: Refusal(429, N_("Please wait a moment"),
-                                N_("Too many tries. Wait a few minutes before trying the passphrase again.")),
+                                N_("Too many tries. Wait a few minutes before trying the return code again.")),
     E.TOO_LONG: Refusal(413, N_("Message too long"), N_("Your message is too long. Please shorten it.")),
     E.TOO_FAST: Refusal(429, N_("Slow down a little"),
                         N_("You are sending messages very fast. Wait a moment, then send again.")),
