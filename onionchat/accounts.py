@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import re
+import secrets
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +54,10 @@ class Account:
     totp_secret: str = ""  # base32; empty while two-factor login is not set up
     totp_step: int = 0  # last accepted TOTP time-step: it and every earlier one are refused
     max_chats: int | None = None  # None: the staff.max_chats setting applies
+    # Grows with every change after which the account's sessions must sign in again (password,
+    # 2FA reset, role, disabling): a session remembers it at login and ends when it differs.
+    # In the file, so a change made with the command line reaches the running server too.
+    generation: int = 0
 
     @property
     def has_totp(self) -> bool:
@@ -79,8 +84,9 @@ class AccountStore:
         self._lock = threading.Lock()  # verify() runs in worker threads and may rehash
         self._mtime = self._stat()
         self._accounts = self._load()
-        # Verifying an unknown name still costs one hash, so timing does not reveal names.
-        self._dummy_hash = ""  # made at the first unknown name, in a worker thread, not at start-up
+        # Verifying an unknown name still costs one hash, so timing does not reveal names. Made by
+        # prepare() when the server starts (in a worker thread), else at the first verify().
+        self._dummy_hash = ""
 
     def _load(self) -> dict[str, Account]:
         raw = storage.read_json(self.path, {"accounts": {}})
@@ -92,7 +98,8 @@ class AccountStore:
                 accounts[name] = Account(
                     name=name, role=Role(a["role"]), password_hash=str(a["password_hash"]),
                     disabled=bool(a.get("disabled", False)), totp_secret=str(a.get("totp_secret", "")),
-                    totp_step=int(a.get("totp_step", 0)), max_chats=None if limit is None else int(limit))
+                    totp_step=int(a.get("totp_step", 0)), max_chats=None if limit is None else int(limit),
+                    generation=int(a.get("generation", 0)))
             return accounts
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StorageError(f"{self.path} is damaged: {exc}") from None
@@ -106,6 +113,8 @@ class AccountStore:
                 entry.update(totp_secret=a.totp_secret, totp_step=a.totp_step)
             if a.max_chats is not None:
                 entry["max_chats"] = a.max_chats
+            if a.generation:
+                entry["generation"] = a.generation
             entries[n] = entry
         storage.write_json(self.path, {"version": 1, "accounts": entries})
         self._mtime = self._stat()  # our own write is not a change to pick up
@@ -122,10 +131,13 @@ class AccountStore:
         self._accounts = accounts
         self._save()
 
-    def _change(self, name: str, **changes: Any) -> Account:
-        """Change fields of one account and save."""
+    def _change(self, name: str, *, sign_out: bool = False, **changes: Any) -> Account:
+        """Change fields of one account and save; ``sign_out``: its sessions must sign in again."""
         with self._lock:
-            account = replace(self._require(name), **changes)
+            account = self._require(name)
+            if sign_out:
+                changes["generation"] = account.generation + 1
+            account = replace(account, **changes)
             self._commit({**self._accounts, name: account})
         return account
 
@@ -153,6 +165,16 @@ class AccountStore:
         """The account ``name``, or None."""
         return self._accounts.get(name)
 
+    def signed_in(self, name: str, generation: int) -> Account | None:
+        """The account a session signed in as ``name`` at ``generation`` may still act as, else None.
+
+        None when the account is gone or disabled, or changed since (password, 2FA reset, role).
+        """
+        account = self._accounts.get(name)
+        if account is None or account.disabled or account.generation != generation:
+            return None
+        return account
+
     def check_password(self, password: str) -> None:
         """Refuse passwords that are too short or too long, with a clear reason."""
         if len(password) < self.password_min:
@@ -179,20 +201,20 @@ class AccountStore:
             self._require(name)
             self._commit({n: a for n, a in self._accounts.items() if n != name})
 
-    def set_password(self, name: str, password: str) -> None:
-        """Replace an account's password."""
+    def set_password(self, name: str, password: str) -> Account:
+        """Replace an account's password; every session of it must sign in again."""
         self.check_password(password)
         self._require(name)
         password_hash = self.hasher.hash(password)  # outside the lock: hashing is slow
-        self._change(name, password_hash=password_hash)
+        return self._change(name, sign_out=True, password_hash=password_hash)
 
-    def set_disabled(self, name: str, disabled: bool) -> Account:
-        """Disable an account (it cannot log in and loses its session) or enable it again."""
-        return self._change(name, disabled=disabled)
+    def set_disabled(self, name: str, *, disabled: bool) -> Account:
+        """Disable an account (it cannot log in, its sessions end) or enable it again."""
+        return self._change(name, sign_out=True, disabled=disabled)
 
     def set_role(self, name: str, role: Role) -> Account:
-        """Give an account another role."""
-        return self._change(name, role=role)
+        """Give an account another role; its sessions sign in again with it."""
+        return self._change(name, sign_out=True, role=role)
 
     def set_max_chats(self, name: str, limit: int | None) -> Account:
         """Set the account's own limit of chats held at once; None: the configured default."""
@@ -206,8 +228,8 @@ class AccountStore:
         return self._change(name, totp_secret=secret, totp_step=step)
 
     def reset_totp(self, name: str) -> Account:
-        """Turn two-factor login off (the admin's reset: the person enrols again)."""
-        return self._change(name, totp_secret="", totp_step=0)
+        """Turn two-factor login off (the admin's reset: the person enrols again, after signing in again)."""
+        return self._change(name, sign_out=True, totp_secret="", totp_step=0)
 
     def use_totp_step(self, name: str, step: int) -> bool:
         """Mark TOTP time-step ``step`` used; False if it or a later one was used already.
@@ -227,16 +249,21 @@ class AccountStore:
             raise AccountError(f"there is no account named {name}")
         return account
 
+    def prepare(self) -> None:
+        """Make the hash that unknown names are checked against (blocking: ~0.1 s of CPU)."""
+        if not self._dummy_hash:
+            self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(24))
+
     def verify(self, name: str, password: str) -> Account | None:
         """The account if ``password`` is right (rehashing it if parameters changed), else None.
 
-        Blocking and CPU-heavy: call it in a worker thread, never on the event loop.
+        Blocking and CPU-heavy: call it in a worker thread, never on the event loop. An unknown
+        name, a disabled account and a wrong password cost the same one hash.
         """
+        self.prepare()  # before looking at the name: a first call costs the same for every name
         account = self._accounts.get(name)
         if len(password) > PASSWORD_MAX or account is None:
-            with contextlib.suppress(VerificationError):
-                if not self._dummy_hash:
-                    self._dummy_hash = self.hasher.hash("not a real password, only for timing")
+            with contextlib.suppress(VerificationError, InvalidHashError):
                 self.hasher.verify(self._dummy_hash, password[:PASSWORD_MAX])
             return None
         try:

@@ -104,14 +104,14 @@ def cmd_staff_passwd(args: argparse.Namespace) -> int:
 
 def cmd_staff_disable(args: argparse.Namespace) -> int:
     """Disable an account: it cannot log in, and a running server ends its session."""
-    accounts_of(args).set_disabled(args.name, True)
+    accounts_of(args).set_disabled(args.name, disabled=True)
     print(f"disabled {args.name}")
     return 0
 
 
 def cmd_staff_enable(args: argparse.Namespace) -> int:
     """Enable a disabled account again."""
-    accounts_of(args).set_disabled(args.name, False)
+    accounts_of(args).set_disabled(args.name, disabled=False)
     print(f"enabled {args.name}")
     return 0
 

@@ -121,13 +121,30 @@ class HoursConfig:
 class StaffConfig:
     """Staff sign-in and sessions."""
 
-    idle_minutes: int = setting(30, "A staff session idle this long is logged out.", lo=1, hi=24 * 60)
-    login_attempts: int = setting(5, "Failed logins allowed per account within login_window_seconds.",
-                                  lo=1, hi=1000)
+    idle_minutes: int = setting(30, "A staff session in which the person did nothing (no click, no form; the "
+                                    "pages' own updates do not count) for this long is logged out.",
+                                lo=1, hi=24 * 60)
+    session_hours: int = setting(12, "A staff session ends this long after its login, however busy: log in "
+                                     "again.", lo=1, hi=7 * 24)
+    login_attempts: int = setting(5, "Failed logins allowed per account from one Tor circuit within "
+                                     "login_window_seconds (a password guesser on another circuit cannot "
+                                     "use them up for the counsellor).", lo=1, hi=1000)
+    login_attempts_per_circuit: int = setting(20, "Failed logins allowed from one Tor circuit within "
+                                                  "login_window_seconds, whatever the names.", lo=1, hi=10_000)
+    login_attempts_per_account: int = setting(50, "Failed logins allowed per account from all circuits together "
+                                                  "within login_window_seconds; beyond that the account asks for "
+                                                  "its two-factor code together with the password (an account "
+                                                  "without 2FA waits until the window has passed). At least "
+                                                  "login_attempts.", lo=1, hi=100_000)
     login_window_seconds: int = setting(60, "Window for counting failed logins.", lo=1, hi=86400)
     max_chats: int = setting(3, "Chats one counsellor may hold at once.", lo=1, hi=50)
     password_min: int = setting(14, "Shortest staff password.", lo=8, hi=128)
     audit_days: int = setting(90, "Days the audit log of staff actions is kept.", lo=1, hi=3650)
+    audit_chat_ids: bool = setting(False, "Keep a chat's id in the audit log after the chat has ended. false: "
+                                          "the id is removed when the chat ends, so stored entries cannot "
+                                          "be tied together per chat.")
+    audit_chat_time: str = setting("hour", "How exactly the audit log stores when something happened to a chat: "
+                                           "'hour' or 'minute'.", choices=("hour", "minute"))
     require_totp: bool = setting(False, "Require two-factor login (TOTP) for every staff member: "
                                         "whoever has none sets it up right after the password.")
     block_minutes: int = setting(1440, "How long a blocked visitor session cannot start a new chat.",
@@ -279,6 +296,10 @@ def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
         sections[name] = cls(**kwargs)
     config = Config(**sections, path=path)
     OfficeHours.parse(config.hours.timezone, config.hours.weekly, config.hours.closed_dates)
+    staff = config.staff
+    if staff.login_attempts_per_account < staff.login_attempts:
+        raise ConfigError("staff.login_attempts_per_account must be at least staff.login_attempts "
+                          f"({staff.login_attempts}): otherwise one circuit could lock an account")
     server = config.server
     if (server.visitor_host, server.visitor_port) == (server.staff_host, server.staff_port):
         raise ConfigError("server.staff_port must differ from server.visitor_port")

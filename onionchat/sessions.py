@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from onionchat.errors import ErrorCode, LimitReached
@@ -17,7 +18,11 @@ class Session:
 
     id: str
     csrf: str
-    last_seen: float
+    last_seen: float  # the last request of any kind, the pages' own updates included
+    # The last thing the person did: a click, a form (not a frame's own reload). Staff sessions
+    # expire by this one, so a dashboard left open on an unattended computer still times out.
+    last_action: float = 0.0
+    started: float = 0.0  # when this id was made (at login for staff): for the absolute lifetime
     conversation: str = ""  # visitor: the conversation this browser may read
     passphrase: str = ""  # visitor: shown once on the chat page, then forgotten
     # visitor: the passphrase again after a language switch right after it was shown (it may
@@ -26,6 +31,7 @@ class Session:
     passphrase_until: float = 0.0
     lang: str = ""  # the language this browser chose on the page; "": the site's default
     staff: str = ""  # staff: the signed-in account name
+    staff_generation: int = 0  # staff: the account's generation at login; a newer one signs it out
     available: bool = True  # staff: available for new chats (or away)
     resume_throttle: Throttle = field(default_factory=lambda: Throttle(5, 600.0))
 
@@ -35,29 +41,52 @@ class Session:
 
 
 class SessionStore:
-    """Sessions of one site (visitor or staff), bounded in number and idle time."""
+    """Sessions of one site (visitor or staff), bounded in number, idle time and (staff) lifetime.
 
-    def __init__(self, limit: int, idle_seconds: float, resume_attempts: int = 5) -> None:
+    ``idle_by_action``: a session is idle when the person has done nothing for ``idle_seconds``,
+    however often its pages update themselves (staff). Otherwise any request keeps it (visitors:
+    a waiting visitor's page only polls). ``lifetime_seconds`` ends a session that long after it
+    began, however active.
+    """
+
+    def __init__(self, limit: int, idle_seconds: float, resume_attempts: int = 5, *,
+                 idle_by_action: bool = False, lifetime_seconds: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.idle_seconds = idle_seconds
         self.resume_attempts = resume_attempts
+        self.idle_by_action = idle_by_action
+        self.lifetime_seconds = lifetime_seconds
+        self._clock = clock
         self._sessions: dict[str, Session] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def get(self, sid: str | None) -> Session | None:
-        """The live session with id ``sid``, refreshing its idle timer; None if unknown or idle."""
+    def _expired(self, session: Session, now: float) -> bool:
+        idle_since = session.last_action if self.idle_by_action else session.last_seen
+        if now - idle_since > self.idle_seconds:
+            return True
+        return self.lifetime_seconds is not None and now - session.started > self.lifetime_seconds
+
+    def get(self, sid: str | None, *, acted: bool = True) -> Session | None:
+        """The live session with id ``sid``; None if unknown, idle or too old.
+
+        ``acted``: the request is the person's own doing (a click, a form), not a page updating
+        itself; only then does it count against the idle timeout of a staff session.
+        """
         if not sid:
             return None
         session = self._sessions.get(sid)
         if session is None:
             return None
-        now = time.monotonic()
-        if now - session.last_seen > self.idle_seconds:
+        now = self._clock()
+        if self._expired(session, now):
             del self._sessions[sid]
             return None
         session.last_seen = now
+        if acted:
+            session.last_action = now
         return session
 
     def create(self) -> Session:
@@ -66,8 +95,9 @@ class SessionStore:
             self.sweep()
         if len(self._sessions) >= self.limit and not self._evict_idlest_bare():
             raise LimitReached(ErrorCode.BUSY)
+        now = self._clock()
         session = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32),
-                          last_seen=time.monotonic(),
+                          last_seen=now, last_action=now, started=now,
                           resume_throttle=Throttle(self.resume_attempts, 600.0))
         self._sessions[session.id] = session
         return session
@@ -84,10 +114,14 @@ class SessionStore:
         return True
 
     def regenerate(self, session: Session) -> Session:
-        """Give ``session`` a fresh id and CSRF token (at login: no session fixation)."""
+        """Give ``session`` a fresh id and CSRF token (at login: no session fixation).
+
+        Its lifetime starts again: at a staff login, the absolute lifetime counts from here.
+        """
         self._sessions.pop(session.id, None)
         session.id = secrets.token_urlsafe(32)
         session.csrf = secrets.token_urlsafe(32)
+        session.started = session.last_action = self._clock()
         self._sessions[session.id] = session
         return session
 
@@ -102,21 +136,28 @@ class SessionStore:
             del self._sessions[sid]
         return len(gone)
 
+    def sign_out_where(self, stale: Callable[[Session], bool]) -> int:
+        """Forget every signed-in staff session for which ``stale`` is true; returns how many."""
+        gone = [sid for sid, s in self._sessions.items() if s.staff and stale(s)]
+        for sid in gone:
+            del self._sessions[sid]
+        return len(gone)
+
     def sweep(self) -> int:
-        """Forget idle sessions; returns how many."""
-        now = time.monotonic()
-        idle = [sid for sid, s in self._sessions.items() if now - s.last_seen > self.idle_seconds]
+        """Forget idle and too old sessions; returns how many."""
+        now = self._clock()
+        idle = [sid for sid, s in self._sessions.items() if self._expired(s, now)]
         for sid in idle:
             del self._sessions[sid]
         return len(idle)
 
     def staff_available(self) -> set[str]:
         """Names of signed-in staff who are available for new chats."""
-        now = time.monotonic()
+        now = self._clock()
         return {s.staff for s in self._sessions.values()
-                if s.staff and s.available and now - s.last_seen <= self.idle_seconds}
+                if s.staff and s.available and not self._expired(s, now)}
 
     def staff_online(self) -> set[str]:
         """Names of staff with a live session (for the wait estimate)."""
-        now = time.monotonic()
-        return {s.staff for s in self._sessions.values() if s.staff and now - s.last_seen <= self.idle_seconds}
+        now = self._clock()
+        return {s.staff for s in self._sessions.values() if s.staff and not self._expired(s, now)}

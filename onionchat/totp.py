@@ -86,6 +86,7 @@ class Pending:
     stage: Stage
     until: float
     secret: str = ""
+    generation: int = 0  # the account's then: a password change or reset in between voids the step
 
 
 class PendingSteps:
@@ -98,7 +99,7 @@ class PendingSteps:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def put(self, session_id: str, name: str, stage: Stage, secret: str = "") -> Pending:
+    def put(self, session_id: str, name: str, stage: Stage, secret: str = "", generation: int = 0) -> Pending:
         """Remember a step for ``session_id``, replacing any earlier one."""
         now = time.monotonic()
         self._pending = {sid: p for sid, p in self._pending.items() if p.until > now}
@@ -106,7 +107,7 @@ class PendingSteps:
             # Oldest first out: a flood of password successes cannot grow memory without bound.
             del self._pending[min(self._pending, key=lambda sid: self._pending[sid].until)]
         seconds = CODE_SECONDS if stage is Stage.CODE else ENROL_SECONDS
-        pending = Pending(name=name, stage=stage, until=now + seconds, secret=secret)
+        pending = Pending(name=name, stage=stage, until=now + seconds, secret=secret, generation=generation)
         self._pending[session_id] = pending
         return pending
 

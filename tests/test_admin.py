@@ -247,8 +247,14 @@ async def test_set_role(new_staff: NewStaff, admin_services: Services) -> None:
     ada = await new_staff("ada")
     response, _ = await ada.post("/admin/staff/dirk/role", {"role": "supervisor"})
     assert response.status == 303
+    # A new role signs the account out: whoever held its session does not keep it with more rights.
     response, _ = await dirk.get("/supervise")
-    assert response.status == 200  # the role is checked on every request, against the account as it is now
+    assert response.status == 303 and response.headers["Location"] == "/login"
+    dirk = await new_staff("dirk")
+    response, _ = await dirk.get("/supervise")
+    assert response.status == 200
+    response, _ = await ada.post("/admin/staff/ada/role", {"role": "supervisor"})
+    assert response.status == 409  # the last admin
     response, _ = await ada.post("/admin/staff/dirk/role", {"role": "root"})
     assert response.status == 409
 
@@ -309,10 +315,10 @@ def test_last_admin_rule_in_the_store(tmp_path: Path) -> None:
     store.remove("carla")  # no admin before, none after: the CLI's first steps are not hindered
     store.add("ada", PASSWORD, Role.ADMIN)
     store.add("bo", PASSWORD, Role.ADMIN)
-    store.set_disabled("bo", True)
+    store.set_disabled("bo", disabled=True)
     with pytest.raises(Exception, match="no active admin"):
         store.set_role("ada", Role.COUNSELLOR)
-    store.set_disabled("bo", False)
+    store.set_disabled("bo", disabled=False)
     store.set_role("ada", Role.COUNSELLOR)
     account = store.get("ada")
     assert account is not None and account.role is Role.COUNSELLOR

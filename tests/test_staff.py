@@ -168,7 +168,7 @@ async def test_logout_and_removed_accounts_lose_access(new_staff: NewStaff, serv
 async def test_idle_staff_sessions_expire(new_staff: NewStaff, services: Services) -> None:
     staff = await new_staff("carla")
     for session in list(services.staff_sessions._sessions.values()):
-        session.last_seen -= services.config.staff.idle_minutes * 60 + 1
+        session.last_action -= services.config.staff.idle_minutes * 60 + 1
     response, _ = await staff.get("/")
     assert response.headers["Location"] == "/login"
 

@@ -278,7 +278,7 @@ async def test_disabled_between_password_and_code(aiohttp_client: AiohttpClient,
     site = await staff_site(aiohttp_client, services)
     await site.post("/login", {"username": "carla", "password": PASSWORD})
     await site.get("/login/code")
-    services.accounts.set_disabled("carla", True)
+    services.accounts.set_disabled("carla", disabled=True)
     response, _ = await site.post("/login/code", {"code": code_at(secret, 1)})
     assert response.status == 303 and response.headers["Location"] == "/login"
     response, _ = await site.get("/")

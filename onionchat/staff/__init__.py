@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from onionchat import i18n
@@ -19,6 +21,7 @@ def create_app(services: Services) -> web.Application:
     app[keys.PENDING] = PendingSteps()
     for module in (auth, chats, supervise, admin, statistics):
         app.add_routes(module.routes)
+    app.on_startup.append(lambda _: asyncio.to_thread(services.accounts.prepare))  # unknown names' hash
     app.cleanup_ctx.append(keep_flushed(services.audit.flush))  # audit.json, off the event loop
     app.cleanup_ctx.append(keep_flushed(services.stats.flush))  # stats.json, off the event loop
     return app

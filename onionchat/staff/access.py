@@ -19,13 +19,14 @@ def signed_in(request: web.Request, role: Role = Role.COUNSELLOR) -> tuple[Sessi
     """The signed-in staff member with at least ``role``; otherwise off to the login page.
 
     Checked on every staff route, against the account as it is now: a removed or disabled
-    account loses its session at its next request.
+    account, or one whose password, 2FA or role changed since this session signed in (on the
+    web or with the command line), loses the session at its next request.
     """
     session = cookies.current(request)
     if session is None or not session.staff:
         raise see_other("/login")
-    account = request.app[keys.ACCOUNTS].get(session.staff)
-    if account is None or account.disabled:
+    account = request.app[keys.ACCOUNTS].signed_in(session.staff, session.staff_generation)
+    if account is None:
         request.app[keys.SESSIONS].drop(session)
         raise see_other("/login")
     if account.role.rank < role.rank:

@@ -12,7 +12,7 @@ from onionchat.canned import CannedError
 from onionchat.errors import AccountError, ErrorCode
 from onionchat.i18n import LANGUAGES
 from onionchat.sessions import Session
-from onionchat.web import keys
+from onionchat.web import circuit, keys
 from onionchat.web.csrf import read_form
 from onionchat.web.guard import Refused
 from onionchat.web.pages import see_other
@@ -63,7 +63,8 @@ async def staff_add(request: web.Request) -> web.StreamResponse:
     name = form.get("name", "").strip().lower()
     try:
         role = Role(form.get("role", ""))
-        async with request.app[keys.HASH_SLOTS]:  # hashing is heavy: one at a time, off the loop
+        # Hashing is heavy: one at a time, off the loop, at a fair turn like logins.
+        async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=me.name):
             await asyncio.to_thread(request.app[keys.ACCOUNTS].add, name, form.get("password", ""), role)
     except ValueError:
         return refused(request, session, "Choose one of the listed roles.", "/admin/staff")
@@ -87,7 +88,16 @@ Change = Callable[[AccountStore, Account, dict[str, str]], str]
 
 
 # Changes after which the person must sign in again: whoever held their session may not.
-SIGN_OUT_AFTER = frozenset({"account_disabled", "2fa_reset", "account_removed"})
+# (The account's generation in accounts.json does the same for changes made with the CLI.)
+SIGN_OUT_AFTER = frozenset({"account_disabled", "2fa_reset", "account_removed", "role_set"})
+
+
+def signed_out_elsewhere(request: web.Request, session: Session, name: str) -> None:
+    """Sign ``name`` out of every session but this one, which follows the account's new generation."""
+    account = request.app[keys.ACCOUNTS].get(name)
+    if account is not None and session.staff == name:
+        session.staff_generation = account.generation  # an admin changing their own account stays in
+    request.app[keys.SESSIONS].drop_staff(name, keep=session)
 
 
 async def account_change(request: web.Request, action: str, change: Change) -> web.StreamResponse:
@@ -105,7 +115,7 @@ async def account_change(request: web.Request, action: str, change: Change) -> w
         return refused(request, session, str(exc), back)
     request.app[keys.AUDIT].record(me.name, action, detail=f"{account.name}{detail}")
     if action in SIGN_OUT_AFTER:
-        request.app[keys.SESSIONS].drop_staff(account.name, keep=session)
+        signed_out_elsewhere(request, session, account.name)
     raise see_other("/admin/staff" if action == "account_removed" else back)
 
 
@@ -119,12 +129,12 @@ def _set_role(store: AccountStore, account: Account, form: dict[str, str]) -> st
 
 
 def _disable(store: AccountStore, account: Account, form: dict[str, str]) -> str:
-    store.set_disabled(account.name, True)
+    store.set_disabled(account.name, disabled=True)
     return ""
 
 
 def _enable(store: AccountStore, account: Account, form: dict[str, str]) -> str:
-    store.set_disabled(account.name, False)
+    store.set_disabled(account.name, disabled=False)
     return ""
 
 
@@ -198,12 +208,12 @@ async def reset_password(request: web.Request) -> web.StreamResponse:
     if password != form.get("password_again", ""):
         return refused(request, session, "The two passwords differ.", back)
     try:
-        async with request.app[keys.HASH_SLOTS]:
+        async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=me.name):
             await asyncio.to_thread(request.app[keys.ACCOUNTS].set_password, account.name, password)
     except AccountError as exc:
         return refused(request, session, str(exc), back)
     request.app[keys.AUDIT].record(me.name, "password_reset", detail=account.name)
-    request.app[keys.SESSIONS].drop_staff(account.name, keep=session)
+    signed_out_elsewhere(request, session, account.name)
     raise see_other(back)
 
 

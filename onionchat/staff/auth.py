@@ -11,8 +11,9 @@ from onionchat.accounts import Account
 from onionchat.errors import AccountError, ErrorCode
 from onionchat.i18n import N_
 from onionchat.sessions import Session
+from onionchat.throttle import Attempt, Verdict
 from onionchat.totp import Stage
-from onionchat.web import cookies, keys
+from onionchat.web import circuit, cookies, keys
 from onionchat.web.csrf import read_form
 from onionchat.web.guard import ERRORS
 from onionchat.web.pages import see_other
@@ -26,35 +27,55 @@ CODE_FAILED = (N_("Wrong code"), N_("The code is wrong or was already used. Wait
 SETUP_EXPIRED = (N_("Please scan the new code"), N_("The setup took too long, so a new secret was made. "
                                                     "Scan the new QR code, then enter a code."))
 PASSWORD_WRONG = (N_("Password not changed"), N_("Your current password is wrong."))
+CODE_FIRST = (N_("Too many failed logins for this name"),
+              N_("Many failed logins for this name came from elsewhere. If you use two-factor login, enter "
+                 "the code from your app together with your password. Otherwise wait a while and try again."))
 
 
 def _finish_login(request: web.Request, session: Session, account: Account) -> web.HTTPSeeOther:
-    """Every step is done: a fresh session id, signed in, failures forgotten, audited."""
+    """Every step is done: a fresh session id, signed in, this circuit's failures forgotten, audited."""
     request.app[keys.PENDING].drop(session.id)
     session = request.app[keys.SESSIONS].regenerate(session)
     session.staff = account.name
-    request.app[keys.LOGIN_THROTTLE].succeeded(account.name)
+    session.staff_generation = account.generation
+    request.app[keys.LOGIN_THROTTLE].signed_in(account.name, circuit=circuit.circuit_of(request))
     request.app[keys.AUDIT].record(account.name, "login", detail="2FA" if account.has_totp else "")
     response = see_other("/")
     cookies.set_cookie(request, response, session)
     return response
 
 
-def _to_step(request: web.Request, session: Session, name: str, stage: Stage, location: str) -> web.HTTPSeeOther:
+def _to_step(request: web.Request, session: Session, account: Account, stage: Stage,
+             location: str) -> web.HTTPSeeOther:
     """The password was right; one more step before the session is signed in."""
     session = request.app[keys.SESSIONS].regenerate(session)  # a planted id is worthless from here on
     secret = totp.new_secret() if stage is Stage.ENROL else ""
-    request.app[keys.PENDING].put(session.id, name, stage, secret)
+    request.app[keys.PENDING].put(session.id, account.name, stage, secret, generation=account.generation)
     response = see_other(location)
     cookies.set_cookie(request, response, session)
     return response
+
+
+async def password_matches(request: web.Request, name: str, password: str) -> Account | None:
+    """The account if ``password`` is right for ``name``; argon2id in a worker thread, at a fair turn.
+
+    Turns go round robin between circuits, then names (onionchat.turns): a flood of attempts
+    for one account or from one circuit waits behind everyone else's, not in front of them.
+    """
+    async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=name):
+        return await asyncio.to_thread(request.app[keys.ACCOUNTS].verify, name, password)
+
+
+def _login_page(request: web.Request, session: Session, status: int = 200,
+                error: tuple[str, str] | None = None, *, ask_code: bool = False) -> web.Response:
+    return page(request, "staff/login.html", session, status=status, error=error, ask_code=ask_code)
 
 
 @routes.get("/login", name="login")
 async def login_form(request: web.Request) -> web.Response:
     """Username, Password, Log in."""
     session, new = cookies.ensure(request)
-    response = page(request, "staff/login.html", session, error=None)
+    response = _login_page(request, session)
     if new:
         cookies.set_cookie(request, response, session)
     return response
@@ -62,33 +83,65 @@ async def login_form(request: web.Request) -> web.Response:
 
 @routes.post("/login", name="login_post")
 async def login(request: web.Request) -> web.StreamResponse:
-    """Check the password off the event loop; then the code, enrolment, or straight in."""
+    """Count the attempt, check the password at a fair turn; then the code, enrolment, or straight in.
+
+    The attempt is counted as a failure before the password is checked (and taken back if it was
+    right), in one step with the budget check: attempts beyond the budget never reach argon2,
+    however many arrive at once. Known and unknown names take the same path, at the same cost.
+    """
     session = cookies.current(request)
     form = await read_form(request, session)
     assert session is not None
     name = form.get("username", "").strip().lower()[:64]
     password = form.get("password", "")
-    accounts = request.app[keys.ACCOUNTS]
     throttle = request.app[keys.LOGIN_THROTTLE]
-    known = accounts.get(name) is not None
-    if throttle.blocked(name, known):
-        return page(request, "staff/login.html", session, status=429, error=ERRORS[ErrorCode.LOGIN_THROTTLED].message)
-    async with request.app[keys.HASH_SLOTS]:
-        # argon2id takes ~0.1 s of two cores: never on the event loop, and one at a time so
-        # that a burst of logins cannot starve the chats.
-        account = await asyncio.to_thread(accounts.verify, name, password)
+    attempt = throttle.attempt(name, circuit=circuit.circuit_of(request))
+    if attempt.verdict is Verdict.THROTTLED:
+        return _login_page(request, session, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
+    if attempt.verdict is Verdict.CODE_FIRST:
+        return await _login_code_first(request, session, attempt, password, form.get("code", ""))
+    account = await password_matches(request, name, password)
     if account is None:
-        throttle.failed(name, known)
-        # The name only if such an account exists: a mistyped password in the name field stays out.
-        request.app[keys.AUDIT].record(name if known else "", "login_failed",
-                                       detail="password" if known else "unknown name")
-        return page(request, "staff/login.html", session, status=403, error=ERRORS[ErrorCode.LOGIN_FAILED].message)
-    # With 2FA the failures are cleared only after the code: knowing the password must not
-    # buy fresh guesses at the code.
+        _audit_failure(request, name, "password")
+        return _login_page(request, session, 403, ERRORS[ErrorCode.LOGIN_FAILED].message)
+    throttle.succeeded(attempt)
+    # With 2FA this circuit's failures are cleared only after the code: knowing the password
+    # must not buy fresh guesses at the code.
     if account.has_totp:
-        raise _to_step(request, session, account.name, Stage.CODE, "/login/code")
+        raise _to_step(request, session, account, Stage.CODE, "/login/code")
     if request.app[keys.CONFIG].staff.require_totp:
-        raise _to_step(request, session, account.name, Stage.ENROL, "/login/enrol")
+        raise _to_step(request, session, account, Stage.ENROL, "/login/enrol")
+    raise _finish_login(request, session, account)
+
+
+def _audit_failure(request: web.Request, name: str, what: str) -> None:
+    # The name only if such an account exists: a mistyped password in the name field stays out.
+    known = request.app[keys.ACCOUNTS].get(name) is not None
+    request.app[keys.AUDIT].record(name if known else "", "login_failed", detail=what if known else "unknown name")
+
+
+async def _login_code_first(request: web.Request, session: Session, attempt: Attempt, password: str,
+                            code: str) -> web.StreamResponse:
+    """A name under attack from many circuits opens only to a right 2FA code with the password.
+
+    The code is checked first, in microseconds; only a right one lets the password reach argon2.
+    Guessers without the code cost nothing and lock nobody with 2FA out. Every name, known or
+    not, with 2FA or without, gets the same answers here.
+    """
+    name = attempt.name
+    account = request.app[keys.ACCOUNTS].get(name)
+    secret = account.totp_secret if account is not None else ""
+    step = totp.matching_step(secret, code) if code else None
+    if step is None:
+        if code:
+            _audit_failure(request, name, "code (many failed logins)")
+        return _login_page(request, session, 429 if not code else 403, CODE_FIRST if not code else CODE_FAILED,
+                           ask_code=True)
+    account = await password_matches(request, name, password)
+    if account is None or not await asyncio.to_thread(request.app[keys.ACCOUNTS].use_totp_step, name, step):
+        _audit_failure(request, name, "password (many failed logins)")
+        return _login_page(request, session, 403, ERRORS[ErrorCode.LOGIN_FAILED].message, ask_code=True)
+    request.app[keys.LOGIN_THROTTLE].succeeded(attempt)
     raise _finish_login(request, session, account)
 
 
@@ -98,26 +151,36 @@ def _pending(request: web.Request, stage: Stage) -> tuple[Session, totp.Pending,
     pending = request.app[keys.PENDING].get(session.id, stage) if session is not None else None
     if session is None or pending is None:
         raise see_other("/login")
-    account = request.app[keys.ACCOUNTS].get(pending.name)
-    if account is None or account.disabled or (stage is Stage.CODE) != account.has_totp:
+    account = request.app[keys.ACCOUNTS].signed_in(pending.name, pending.generation)
+    if account is None or (stage is Stage.CODE) != account.has_totp:
         request.app[keys.PENDING].drop(session.id)
         raise see_other("/login")
     return session, pending, account
 
 
+class _Throttled(Exception):
+    """The code was not checked: too many failed attempts."""
+
+
 async def _code_accepted(request: web.Request, account: Account, secret: str, code: str) -> int | None:
     """The time-step of a right, unused code for ``secret`` (marked used if 2FA is on); else None.
 
-    A code counts against the same per-account throttle as a password.
+    A code counts against the same throttle as a password; beyond it (or when the name is
+    under attack from many circuits: whoever is here knows the password) nothing is checked.
     """
+    throttle = request.app[keys.LOGIN_THROTTLE]
+    attempt = throttle.attempt(account.name, circuit=circuit.circuit_of(request))
+    if attempt.verdict is not Verdict.GO:
+        raise _Throttled
     step = totp.matching_step(secret, code)
     # Written to accounts.json: a restart must not make a used code valid again.
     if (step is not None and account.has_totp
             and not await asyncio.to_thread(request.app[keys.ACCOUNTS].use_totp_step, account.name, step)):
         step = None
     if step is None:
-        request.app[keys.LOGIN_THROTTLE].failed(account.name, True)
         request.app[keys.AUDIT].record(account.name, "login_failed", detail="code")
+    else:
+        throttle.succeeded(attempt)
     return step
 
 
@@ -134,10 +197,12 @@ async def code(request: web.Request) -> web.StreamResponse:
     session = cookies.current(request)
     form = await read_form(request, session)
     session, _, account = _pending(request, Stage.CODE)
-    if request.app[keys.LOGIN_THROTTLE].blocked(account.name, True):
+    try:
+        step = await _code_accepted(request, account, account.totp_secret, form.get("code", ""))
+    except _Throttled:
         return page(request, "staff/login_code.html", session, status=429,
                     error=ERRORS[ErrorCode.LOGIN_THROTTLED].message)
-    if await _code_accepted(request, account, account.totp_secret, form.get("code", "")) is None:
+    if step is None:
         return page(request, "staff/login_code.html", session, status=403, error=CODE_FAILED)
     raise _finish_login(request, session, account)
 
@@ -165,9 +230,10 @@ async def enrol(request: web.Request) -> web.StreamResponse:
     session = cookies.current(request)
     form = await read_form(request, session)
     session, pending, account = _pending(request, Stage.ENROL)
-    if request.app[keys.LOGIN_THROTTLE].blocked(account.name, True):
+    try:
+        step = await _code_accepted(request, account, pending.secret, form.get("code", ""))
+    except _Throttled:
         return _enrol_page(request, session, pending, account, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
-    step = await _code_accepted(request, account, pending.secret, form.get("code", ""))
     if step is None:
         return _enrol_page(request, session, pending, account, 403, CODE_FAILED)
     # The confirming code's step is stored as used: it cannot sign anyone in a second time.
@@ -209,27 +275,32 @@ async def account_page(request: web.Request) -> web.Response:
 
 @routes.post("/account/password", name="account_password")
 async def change_password(request: web.Request) -> web.StreamResponse:
-    """A new password, after the current one (a borrowed session alone cannot change it)."""
+    """A new password, after the current one (a borrowed session alone cannot change it).
+
+    Every other session of the account is signed out: whoever else held one must log in again.
+    """
     session, account = signed_in(request)
     form = await read_form(request, session)
     accounts = request.app[keys.ACCOUNTS]
     throttle = request.app[keys.LOGIN_THROTTLE]
     new, again = form.get("new_password", ""), form.get("new_password_again", "")
-    if throttle.blocked(account.name, True):
+    # The session already proved a whole login: guessing from elsewhere does not stop it here.
+    attempt = throttle.attempt(account.name, circuit=circuit.circuit_of(request), ceiling=False)
+    if attempt.verdict is Verdict.THROTTLED:
         return _account_page(request, session, account, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
-    async with request.app[keys.HASH_SLOTS]:
-        ok = await asyncio.to_thread(accounts.verify, account.name, form.get("current_password", ""))
-    if ok is None:
-        throttle.failed(account.name, True)
+    if await password_matches(request, account.name, form.get("current_password", "")) is None:
         return _account_page(request, session, account, 403, PASSWORD_WRONG)
+    throttle.succeeded(attempt)
     if new != again:
         return _account_page(request, session, account, 400,
                              (N_("Password not changed"), N_("The two new passwords differ.")))
     try:
-        async with request.app[keys.HASH_SLOTS]:
-            await asyncio.to_thread(accounts.set_password, account.name, new)
+        async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=account.name):
+            changed = await asyncio.to_thread(accounts.set_password, account.name, new)
     except AccountError as exc:
         return _account_page(request, session, account, 400, (N_("Password not changed"), ""), reason=str(exc))
+    session.staff_generation = changed.generation  # this session stays; every other one ends
+    request.app[keys.SESSIONS].drop_staff(account.name, keep=session)
     request.app[keys.AUDIT].record(account.name, "password_changed", detail=account.name)
     raise see_other("/account?done=password")
 

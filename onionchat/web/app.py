@@ -18,7 +18,8 @@ from onionchat.config import Config
 from onionchat.hours import OfficeHours
 from onionchat.sessions import SessionStore
 from onionchat.stats import Stats
-from onionchat.throttle import LoginThrottle
+from onionchat.throttle import LoginBudget, LoginThrottle
+from onionchat.turns import FairTurns
 from onionchat.web import keys, language
 from onionchat.web.guard import guard
 from onionchat.web.headers import add_headers
@@ -62,11 +63,20 @@ class Services:
     staff_sessions: SessionStore
     renderer: Renderer
     login_throttle: LoginThrottle
-    hash_slots: asyncio.Semaphore
+    hash_turns: FairTurns
     audit: AuditLog
     canned: CannedReplies
     stats: Stats
     hours: OfficeHours
+
+
+def login_throttle(config: Config) -> LoginThrottle:
+    """The staff login throttle with the configured budgets."""
+    staff = config.staff
+    return LoginThrottle(LoginBudget(per_name_and_circuit=staff.login_attempts,
+                                     per_circuit=staff.login_attempts_per_circuit,
+                                     per_name=staff.login_attempts_per_account,
+                                     window=staff.login_window_seconds))
 
 
 def build_services(config: Config, accounts: AccountStore | None = None) -> Services:
@@ -77,10 +87,13 @@ def build_services(config: Config, accounts: AccountStore | None = None) -> Serv
         chat=ChatStore(limits),
         accounts=accounts or AccountStore(config.data_dir, password_min=config.staff.password_min),
         visitor_sessions=SessionStore(limits.sessions, limits.idle_minutes * 60, limits.resume_attempts),
-        staff_sessions=SessionStore(1000, config.staff.idle_minutes * 60),
+        staff_sessions=SessionStore(1000, config.staff.idle_minutes * 60, idle_by_action=True,
+                                    lifetime_seconds=config.staff.session_hours * 3600),
         renderer=Renderer(config),
-        login_throttle=LoginThrottle(config.staff.login_attempts, config.staff.login_window_seconds),
-        hash_slots=asyncio.Semaphore(1),
+        login_throttle=login_throttle(config),
+        # One argon2id hash at a time: it already uses both cores (parallelism 2), and the
+        # chats must keep some CPU during a burst of logins.
+        hash_turns=FairTurns(1),
         audit=AuditLog(config.data_dir, config.staff.audit_days),
         canned=CannedReplies(config.data_dir),
         stats=Stats(config.data_dir),
@@ -93,6 +106,8 @@ def build_services(config: Config, accounts: AccountStore | None = None) -> Serv
 
 async def sweeper(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: end idle chats, drop ended ones and idle sessions, pick up account changes."""
+    accounts = app[keys.ACCOUNTS]
+
     async def run() -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
@@ -100,9 +115,15 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
             app[keys.SESSIONS].sweep()
             app[keys.STAFF_SESSIONS].sweep()
             try:
-                await asyncio.to_thread(app[keys.ACCOUNTS].reload_if_changed)
+                changed = await asyncio.to_thread(accounts.reload_if_changed)
             except Exception as exc:  # noqa: BLE001 - a damaged file must not stop the sweeper
                 log.error("cannot re-read staff accounts: %s", exc)
+                continue
+            if changed:
+                # A change made with the command line (password, 2FA reset, role, disabled,
+                # removed) signs the account's sessions out now, not only at their next click.
+                app[keys.STAFF_SESSIONS].sign_out_where(
+                    lambda s: accounts.signed_in(s.staff, s.staff_generation) is None)
 
     task = asyncio.create_task(run())
     yield
@@ -128,7 +149,7 @@ def new_app(services: Services, site: SiteSpec, sessions: SessionStore, default_
     app[keys.SESSIONS] = sessions
     app[keys.STAFF_SESSIONS] = services.staff_sessions
     app[keys.LOGIN_THROTTLE] = services.login_throttle
-    app[keys.HASH_SLOTS] = services.hash_slots
+    app[keys.HASH_TURNS] = services.hash_turns
     app[keys.AUDIT] = services.audit
     app[keys.CANNED] = services.canned
     app[keys.STATS] = services.stats

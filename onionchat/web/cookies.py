@@ -6,6 +6,7 @@ from aiohttp import web
 
 from onionchat.sessions import Session
 from onionchat.web import keys
+from onionchat.web.poll import by_person
 
 
 def session_id(request: web.Request) -> str | None:
@@ -27,8 +28,8 @@ def session_id(request: web.Request) -> str | None:
 
 
 def current(request: web.Request) -> Session | None:
-    """The request's live session, or None."""
-    return request.app[keys.SESSIONS].get(session_id(request))
+    """The request's live session, or None; only the person's own requests count as activity."""
+    return request.app[keys.SESSIONS].get(session_id(request), acted=by_person(request))
 
 
 def ensure(request: web.Request) -> tuple[Session, bool]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from onionchat.sessions import SessionStore
 from onionchat.stats import Stats
 from onionchat.throttle import LoginThrottle
 from onionchat.totp import PendingSteps
+from onionchat.turns import FairTurns
 from onionchat.web.render import Renderer
 
 
@@ -52,7 +52,7 @@ SESSIONS = web.AppKey("sessions", SessionStore)  # the sessions of this site (vi
 RENDERER = web.AppKey("renderer", Renderer)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 STAFF_SESSIONS = web.AppKey("staff_sessions", SessionStore)  # both sites: who is online
-HASH_SLOTS = web.AppKey("hash_slots", asyncio.Semaphore)  # argon2 hashes running at once
+HASH_TURNS = web.AppKey("hash_turns", FairTurns)  # turns at argon2, fair between circuits and names
 AUDIT = web.AppKey("audit", AuditLog)
 CANNED = web.AppKey("canned", CannedReplies)
 STATS = web.AppKey("stats", Stats)

@@ -50,6 +50,26 @@ class FrameSource(Protocol):
 HTML: Final = "text/html; charset=utf-8"
 
 
+def by_person(request: web.Request) -> bool:
+    """True when the person made this request (a click, a form, a typed address), not a page itself.
+
+    A page updating itself is a frame's Refresh to its next stamp, or a frame loading inside such
+    a page. Browsers say so themselves: ``Sec-Fetch-User: ?1`` marks navigations the person started, and
+    is absent from Refresh-driven ones and from frames loading with their page. A client that sends
+    no ``Sec-Fetch-*`` headers at all is judged by the URL: only a frame's Refresh carries the
+    stamp ``v`` (see serve_frame), never a link or a form a person uses.
+    """
+    if request.method not in ("GET", "HEAD"):
+        return True
+    headers = request.headers
+    user = headers.get("Sec-Fetch-User")
+    if user is not None:
+        return user == "?1"
+    if "Sec-Fetch-Mode" in headers or "Sec-Fetch-Dest" in headers:
+        return False
+    return "v" not in request.query
+
+
 def next_check(request: web.Request) -> int:
     """The ``n`` of a paused frame's "Check for new messages" link: 0 and 1 alternate.
 
