@@ -179,10 +179,10 @@ async def test_known_and_unknown_names_cannot_be_told_apart(server: LiveServer) 
     assert sorted(statuses["known"]) == [403] * ATTEMPTS * len(KNOWN) + [429] * 2 * len(KNOWN)
     assert [p for _, _, p in rows["known"]] == [p for _, _, p in rows["unknown"]]
     for status in (403, 429):
-        known = [t for s, t, _ in rows["known"] if s == status]
-        unknown = [t for s, t, _ in rows["unknown"] if s == status]
-        p = mann_whitney_p(known, unknown)
-        medians = f"known {statistics.median(known) * 1000:.1f} ms, unknown {statistics.median(unknown) * 1000:.1f} ms"
+        real = [t for s, t, _ in rows["known"] if s == status]
+        ghost = [t for s, t, _ in rows["unknown"] if s == status]
+        p = mann_whitney_p(real, ghost)
+        medians = f"known {statistics.median(real) * 1000:.1f} ms, unknown {statistics.median(ghost) * 1000:.1f} ms"
         assert p > 0.001, f"{status}: the answer times differ (p={p:.2g}; {medians})"
 
 

@@ -7,9 +7,10 @@ from dataclasses import replace
 import pyotp
 import pytest
 
+from onionchat.config import Config
 from onionchat.sessions import SessionStore
 from onionchat.web.app import Services
-from tests.conftest import PASSWORD, NewStaff, make_services
+from tests.conftest import PASSWORD, NewStaff, Site, make_services
 
 NEW_PASSWORD = "another long enough password"
 # What Chromium and Firefox send when a frame's Refresh (or a frame loading with its page)
@@ -32,17 +33,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def services(config: object, clock: Clock) -> Services:  # type: ignore[override]
+def services(config: Config, clock: Clock) -> Services:
     """The usual services, with staff sessions on a clock the test moves."""
-    base = make_services(config)  # type: ignore[arg-type]
+    base = make_services(config)
     staff = base.config.staff
     return replace(base, staff_sessions=SessionStore(1000, staff.idle_minutes * 60, idle_by_action=True,
                                                      lifetime_seconds=staff.session_hours * 3600, clock=clock))
 
 
-async def signed_in(site: object, path: str = "/account") -> bool:
-    response, _ = await site.get(path)  # type: ignore[attr-defined]
-    return bool(response.status == 200)
+async def signed_in(site: Site, path: str = "/account") -> bool:
+    response, _ = await site.get(path)
+    return response.status == 200
 
 
 async def test_a_password_change_signs_out_every_other_session(new_staff: NewStaff) -> None:
