@@ -12,16 +12,11 @@ from pathlib import Path
 from onionchat import __version__, logs, storage
 from onionchat import config as configmod
 from onionchat.accounts import AccountStore, Role
-from onionchat.config import Config
+from onionchat.cliargs import add_config_option, load_config, resolve_config
 from onionchat.errors import OnionchatError
 from onionchat.tor import cli as tor_cli
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def load_config(args: argparse.Namespace) -> Config:
-    """The config named by --config / $ONIONCHAT_CONFIG / ./onionchat.toml / the default."""
-    return configmod.load_found(args.config)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -42,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run both sites until SIGTERM or Ctrl-C."""
     from onionchat.web import server
 
-    config = load_config(args)
+    config = load_config(args, writes=True)
     logs.setup(config.server.log_level)
     server.disable_core_dumps()
     server.allow_open_files(config)
@@ -61,9 +56,9 @@ def read_password(args: argparse.Namespace) -> str:
     return first
 
 
-def accounts_of(args: argparse.Namespace) -> AccountStore:
-    """The account store of the configured data directory."""
-    config = load_config(args)
+def accounts_of(args: argparse.Namespace, *, writes: bool = True) -> AccountStore:
+    """The account store of the configured data directory (``writes``: say which one, if not named)."""
+    config = load_config(args, writes=writes)
     return AccountStore(config.data_dir, password_min=config.staff.password_min)
 
 
@@ -77,7 +72,7 @@ def cmd_staff_add(args: argparse.Namespace) -> int:
 
 def cmd_staff_list(args: argparse.Namespace) -> int:
     """List staff accounts."""
-    accounts = accounts_of(args).all()
+    accounts = accounts_of(args, writes=False).all()
     for account in accounts:
         state = " (disabled)" if account.disabled else ""
         two_factor = "\t2FA" if account.has_totp else ""
@@ -131,61 +126,61 @@ def cmd_staff_reset_2fa(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """All subcommands; every one takes --config."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE",
-                        help=f"config file (default: ${configmod.ENV_CONFIG}, then ./{configmod.CONFIG_NAME}, "
-                             f"then the data directory's)")
+    """All subcommands; every one takes --config, before or after the command and its action."""
     parser = argparse.ArgumentParser(prog="onionchat", description="Anonymous helpline chat over Tor, "
-                                     "without JavaScript.", parents=[common])
+                                     "without JavaScript.")
+    add_config_option(parser, 0)
     parser.add_argument("--version", action="version", version=f"onionchat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("init", parents=[common], help="create the data directory and a config file")
+    p = sub.add_parser("init", help="create the data directory and a config file")
+    # Accepted only to be refused clearly in main(): init makes the config file, in --data-dir.
+    p.add_argument("--config", dest="config_1", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", metavar="DIR", help=f"default: {configmod.default_data_dir()}")
     p.add_argument("--force", action="store_true", help="overwrite an existing config file")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("serve", parents=[common], help="run the visitor and staff sites")
+    p = sub.add_parser("serve", help="run the visitor and staff sites")
+    add_config_option(p, 1)
     p.add_argument("--local", action="store_true", help="no Tor: serve on local ports only")
     p.set_defaults(func=cmd_serve)
 
-    staff = sub.add_parser("staff", parents=[common], help="manage staff accounts")
+    staff = sub.add_parser("staff", help="manage staff accounts")
+    add_config_option(staff, 1)
     ssub = staff.add_subparsers(dest="staff_command", required=True, metavar="ACTION")
-    p = ssub.add_parser("add", parents=[common], help="add an account")
-    p.add_argument("name")
+
+    def action(name: str, func: Command, help: str, *names: str, password: bool = False) -> argparse.ArgumentParser:
+        p = ssub.add_parser(name, help=help)
+        add_config_option(p, 2)
+        for positional in names:
+            p.add_argument(positional)
+        if password:
+            p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+        p.set_defaults(func=func)
+        return p
+
+    p = action("add", cmd_staff_add, "add an account", "name", password=True)
     p.add_argument("--role", choices=[r.value for r in Role], default=Role.COUNSELLOR.value)
-    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    p.set_defaults(func=cmd_staff_add)
-    p = ssub.add_parser("list", parents=[common], help="list accounts")
-    p.set_defaults(func=cmd_staff_list)
-    p = ssub.add_parser("remove", parents=[common], help="remove an account")
-    p.add_argument("name")
-    p.set_defaults(func=cmd_staff_remove)
-    p = ssub.add_parser("passwd", parents=[common], help="set a new password")
-    p.add_argument("name")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    p.set_defaults(func=cmd_staff_passwd)
-    p = ssub.add_parser("disable", parents=[common], help="disable an account (no login)")
-    p.add_argument("name")
-    p.set_defaults(func=cmd_staff_disable)
-    p = ssub.add_parser("enable", parents=[common], help="enable a disabled account")
-    p.add_argument("name")
-    p.set_defaults(func=cmd_staff_enable)
-    p = ssub.add_parser("role", parents=[common], help="give an account another role")
-    p.add_argument("name")
+    action("list", cmd_staff_list, "list accounts")
+    action("remove", cmd_staff_remove, "remove an account", "name")
+    action("passwd", cmd_staff_passwd, "set a new password (signs the account out everywhere)", "name",
+           password=True)
+    action("disable", cmd_staff_disable, "disable an account (no login)", "name")
+    action("enable", cmd_staff_enable, "enable a disabled account", "name")
+    p = action("role", cmd_staff_role, "give an account another role", "name")
     p.add_argument("role", choices=[r.value for r in Role])
-    p.set_defaults(func=cmd_staff_role)
-    p = ssub.add_parser("reset-2fa", parents=[common], help="turn two-factor login off so it is set up again")
-    p.add_argument("name")
-    p.set_defaults(func=cmd_staff_reset_2fa)
+    action("reset-2fa", cmd_staff_reset_2fa, "turn two-factor login off so it is set up again", "name")
     tor_cli.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: errors are one clear line on stderr, never a traceback."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resolve_config(parser, args)
+    if args.command == "init" and args.config:
+        parser.error("init writes a new config file: name its directory with --data-dir, not --config")
     func: Command = args.func
     try:
         return func(args)

@@ -323,17 +323,34 @@ def load(path: Path | None) -> Config:
     return from_mapping(data, path.resolve())
 
 
-def find_config(explicit: str | None) -> Path | None:
+@dataclass(frozen=True, slots=True)
+class FoundConfig:
+    """Which config file applies, and whether the person named it (--config or $ONIONCHAT_CONFIG)."""
+
+    path: Path | None
+    named: bool
+    how: str  # in words, for messages
+
+
+def locate_config(explicit: str | None) -> FoundConfig:
     """--config, then $ONIONCHAT_CONFIG, then ./onionchat.toml, then the default data dir's file."""
     if explicit:
-        return Path(explicit)
+        return FoundConfig(Path(explicit), True, "--config")
     env = os.environ.get(ENV_CONFIG)
     if env:
-        return Path(env)
-    for candidate in (Path.cwd() / CONFIG_NAME, default_data_dir() / CONFIG_NAME):
-        if candidate.is_file():
-            return candidate
-    return None
+        return FoundConfig(Path(env), True, f"${ENV_CONFIG}")
+    cwd = Path.cwd() / CONFIG_NAME
+    if cwd.is_file():
+        return FoundConfig(cwd, False, f"{CONFIG_NAME} in the current directory")
+    default = default_data_dir() / CONFIG_NAME
+    if default.is_file():
+        return FoundConfig(default, False, "the default location")
+    return FoundConfig(None, False, "no config file found, so the default data directory")
+
+
+def find_config(explicit: str | None) -> Path | None:
+    """--config, then $ONIONCHAT_CONFIG, then ./onionchat.toml, then the default data dir's file."""
+    return locate_config(explicit).path
 
 
 def load_found(explicit: str | None) -> Config:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from onionchat import config as configmod
+from onionchat.cliargs import add_config_option, load_config
 from onionchat.config import Config
 from onionchat.tor.systemd import DEFAULT_DATA_DIR, DEFAULT_USER, render_unit
 
@@ -34,7 +35,8 @@ def cmd_onion_show(args: argparse.Namespace) -> int:
 
     from onionchat.tor.keys import StaffClientKeys
 
-    config = configmod.load_found(args.config)
+    # The keys are made on first use, except where tor keeps them (torrc mode).
+    config = load_config(args, writes=lambda c: c.tor.mode != "torrc")
     addresses = _addresses(config)
     visitor_url = f"http://{addresses.visitor}/"
     print(f"visitor: {visitor_url}")
@@ -57,7 +59,7 @@ def cmd_staff_key_add(args: argparse.Namespace) -> int:
     """Create a staff client key; print the private half once, keep only the public half."""
     from onionchat.tor.keys import StaffClientKeys, auth_private_line, auth_server_line
 
-    config = configmod.load_found(args.config)
+    config = load_config(args, writes=True)
     staff = _addresses(config).staff
     pair = StaffClientKeys(config.data_dir).add(args.label)
     print(f"Added staff key {args.label!r}. Only its public half is stored; the private key below is shown "
@@ -82,7 +84,7 @@ def cmd_staff_key_list(args: argparse.Namespace) -> int:
     """List the labels (and public keys) allowed on the staff onion."""
     from onionchat.tor.keys import StaffClientKeys
 
-    config = configmod.load_found(args.config)
+    config = load_config(args)
     clients = StaffClientKeys(config.data_dir).load()
     for label, public in sorted(clients.items()):
         print(f"{label}\t{public}")
@@ -95,7 +97,7 @@ def cmd_staff_key_remove(args: argparse.Namespace) -> int:
     """Revoke a staff client key."""
     from onionchat.tor.keys import StaffClientKeys
 
-    config = configmod.load_found(args.config)
+    config = load_config(args, writes=True)
     StaffClientKeys(config.data_dir).remove(args.label)
     print(f"removed staff key {args.label!r}; a running onionchat stops accepting it within a few seconds")
     if config.tor.mode == "torrc":
@@ -116,28 +118,31 @@ def cmd_systemd_unit(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add 'onion', 'staff-key' and 'systemd-unit' to the onionchat command."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="config file")
-
-    onion = subparsers.add_parser("onion", parents=[common], help="the onion addresses")
+    onion = subparsers.add_parser("onion", help="the onion addresses")
+    add_config_option(onion, 1)
     osub = onion.add_subparsers(dest="onion_command", required=True, metavar="ACTION")
-    p = osub.add_parser("show", parents=[common], help="print both addresses and a QR code of the visitor address")
+    p = osub.add_parser("show", help="print both addresses and a QR code of the visitor address (made on first use)")
+    add_config_option(p, 2)
     p.add_argument("--no-qr", action="store_true", help="no QR code")
     p.set_defaults(func=cmd_onion_show)
 
-    keys = subparsers.add_parser("staff-key", parents=[common],
-                                 help="client-authorization keys for the staff onion")
+    keys = subparsers.add_parser("staff-key", help="client-authorization keys for the staff onion")
+    add_config_option(keys, 1)
     ksub = keys.add_subparsers(dest="staff_key_command", required=True, metavar="ACTION")
-    p = ksub.add_parser("add", parents=[common], help="create a key for one counsellor's Tor Browser")
+    p = ksub.add_parser("add", help="create a key for one counsellor's Tor Browser")
+    add_config_option(p, 2)
     p.add_argument("label", help="who or which device holds it, e.g. alice-laptop")
     p.set_defaults(func=cmd_staff_key_add)
-    p = ksub.add_parser("list", parents=[common], help="list the keys")
+    p = ksub.add_parser("list", help="list the keys")
+    add_config_option(p, 2)
     p.set_defaults(func=cmd_staff_key_list)
-    p = ksub.add_parser("remove", parents=[common], help="revoke a key")
+    p = ksub.add_parser("remove", help="revoke a key")
+    add_config_option(p, 2)
     p.add_argument("label")
     p.set_defaults(func=cmd_staff_key_remove)
 
-    p = subparsers.add_parser("systemd-unit", parents=[common], help="print a systemd unit file")
+    p = subparsers.add_parser("systemd-unit", help="print a systemd unit file")
+    add_config_option(p, 1)
     p.add_argument("--mode", choices=("auto", "launch", "control", "torrc"), help="default: tor.mode of the config")
     p.add_argument("--user", default=DEFAULT_USER, help=f"service user (default {DEFAULT_USER})")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"data directory (default {DEFAULT_DATA_DIR})")
