@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 
@@ -42,6 +41,7 @@ class Browser:
         self.csrf = ""
 
     async def open(self, path: str = "login") -> tuple[int, str]:
+        """GET a page; remember its CSRF token."""
         async with self.http.get(self.base + path, allow_redirects=False) as response:
             text = await response.text()
         match = CSRF_RE.search(text)
@@ -50,6 +50,7 @@ class Browser:
         return response.status, text
 
     async def post(self, path: str, data: dict[str, str]) -> tuple[int, str, float]:
+        """POST a form with the CSRF token: status, page and seconds."""
         began = time.perf_counter()
         async with self.http.post(self.base + path, data={"_csrf": self.csrf, **data},
                                   allow_redirects=False) as response:
@@ -57,27 +58,33 @@ class Browser:
         return response.status, text, time.perf_counter() - began
 
     async def login(self, name: str, password: str) -> tuple[int, str, float]:
+        """One login attempt."""
         return await self.post("login", {"username": name, "password": password})
 
     async def close(self) -> None:
+        """Close the connections."""
         await self.http.close()
 
 
 async def browsers(base: str, count: int) -> list[Browser]:
+    """``count`` browsers with the login page open."""
     made = [Browser(base) for _ in range(count)]
     await asyncio.gather(*(b.open() for b in made))
     return made
 
 
 async def close_all(made: list[Browser]) -> None:
+    """Close every browser."""
     await asyncio.gather(*(b.close() for b in made))
 
 
 def tally(statuses: list[int]) -> str:
+    """'5 x 403, 35 x 429'."""
     return ", ".join(f"{statuses.count(s)} x {s}" for s in sorted(set(statuses)))
 
 
 async def concurrent_wrong(base: str, name: str, count: int) -> str:
+    """``count`` wrong passwords for ``name`` at once."""
     made = await browsers(base, count)
     results = await asyncio.gather(*(b.login(name, WRONG) for b in made))
     await close_all(made)
@@ -86,6 +93,7 @@ async def concurrent_wrong(base: str, name: str, count: int) -> str:
 
 
 async def burst_then_right(base: str, name: str, count: int) -> str:
+    """Wrong passwords at once, and the right one while they are being checked."""
     made = await browsers(base, count)
     tasks = [asyncio.create_task(b.login(name, WRONG)) for b in made[:-1]]
     await asyncio.sleep(0)
@@ -98,6 +106,7 @@ async def burst_then_right(base: str, name: str, count: int) -> str:
 
 
 async def starved(base: str, attacked: str, victim: str, count: int) -> str:
+    """Fake logins for one account, then a real one for another: how long it waits."""
     fakes = await browsers(base, count)
     (real,) = await browsers(base, 1)
     tasks = [asyncio.create_task(b.login(attacked, WRONG)) for b in fakes]
@@ -110,6 +119,7 @@ async def starved(base: str, attacked: str, victim: str, count: int) -> str:
 
 
 async def lock_out(base: str, name: str, attempts: int) -> str:
+    """Wrong passwords from one browser, then the right one from another."""
     (attacker,) = await browsers(base, 1)
     for _ in range(attempts):
         await attacker.login(name, WRONG)
@@ -122,12 +132,14 @@ async def lock_out(base: str, name: str, attempts: int) -> str:
 
 
 def summary(times: list[float]) -> str:
+    """Median, 10th and 90th percentile in milliseconds."""
     ms = sorted(t * 1000 for t in times)
     q = statistics.quantiles(ms, n=10)
     return f"median {statistics.median(ms):.0f} ms, p10 {q[0]:.0f}, p90 {q[-1]:.0f}"
 
 
 async def enumeration_probe(base: str, known: str) -> str:
+    """The issue's probe: spend what unknown names spend, then ask for a real and a missing name."""
     (browser,) = await browsers(base, 1)
     for i in range(5):  # spend what other unknown names can spend
         await browser.login(f"nobody-{i}", WRONG)
@@ -139,6 +151,7 @@ async def enumeration_probe(base: str, known: str) -> str:
 
 
 async def enumeration(base: str, known: str, unknown: str, samples: int) -> list[str]:
+    """Alternating wrong logins for a real and a missing name: statuses, timing, pages."""
     lines = []
     (browser,) = await browsers(base, 1)
     seen: dict[str, list[tuple[int, float, str]]] = {known: [], unknown: []}
@@ -157,6 +170,7 @@ async def enumeration(base: str, known: str, unknown: str, samples: int) -> list
 
 
 async def session_after_password_change(server: Server, base: str, name: str) -> list[str]:
+    """A second session of the account after a password change on the web and with the CLI."""
     lines = []
     thief, owner = await browsers(base, 2)
     for b in (thief, owner):
@@ -186,6 +200,7 @@ async def session_after_password_change(server: Server, base: str, name: str) ->
 
 
 async def measure(server: Server, samples: int) -> None:
+    """Everything but the timing distributions, at the default budgets."""
     base = f"http://127.0.0.1:{server.staff_port}/"
     print(await concurrent_wrong(base, "c01", 40))
     print(await burst_then_right(base, "c02", 30))
@@ -197,6 +212,7 @@ async def measure(server: Server, samples: int) -> None:
 
 
 async def timing(server: Server, samples: int) -> None:
+    """The timing distributions, with a budget above the sample count."""
     base = f"http://127.0.0.1:{server.staff_port}/"
     print(f"known (c08) vs unknown (nobody-here) names, {samples} wrong passwords each, alternating, "
           "with a throttle budget above the sample count:")
@@ -205,6 +221,7 @@ async def timing(server: Server, samples: int) -> None:
 
 
 def main() -> int:
+    """Run both servers and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=40, help="wrong passwords per name for the timing")
     args = parser.parse_args()
