@@ -200,6 +200,9 @@ class Conversation:
     next_seq: int = 1
     passphrase_key: bytes = b""
     session_key: bytes = b""  # digest of the visitor's session id, for blocking
+    # Which of the visitor's browsers holds the chat: 1 at the start, one more at each resume.
+    # A session remembers the number it got; an older one is shown that the chat moved on.
+    attached: int = 1
     lang: str = "en"  # the visitor's chosen language, shown to staff
     urgent: bool = False
     answered: bool = False  # a counsellor has taken it at least once
@@ -441,8 +444,13 @@ class ChatStore:
         self._emit(ChatEvent(EventKind.OFFERED, cid))
         return conv, passphrase
 
-    def resume(self, passphrase: str, session_throttle: Throttle) -> Conversation:
-        """The live conversation for ``passphrase``; throttled per session and globally."""
+    def resume(self, passphrase: str, session_throttle: Throttle) -> tuple[Conversation, str]:
+        """The live conversation for ``passphrase``, moved to the asking browser; throttled per session and globally.
+
+        Returns it with its new passphrase (shown once): the one used here stops working, the
+        browser that held the chat until now is shown that it continues elsewhere, and the
+        counsellor sees that the visitor returned.
+        """
         if not session_throttle.allow() or not self._resume_throttle.allow():
             raise LimitReached(ErrorCode.RESUME_THROTTLED)
         cid = self._by_passphrase.get(_passphrase_key(passphrase))
@@ -450,7 +458,23 @@ class ChatStore:
         if conv is None or conv.state is State.ENDED:
             raise NotFound(ErrorCode.RESUME_UNKNOWN)
         conv.touch()
-        return conv
+        return conv, self._move(conv)
+
+    def _move(self, conv: Conversation) -> str:
+        """Hand ``conv`` to a new browser: a fresh passphrase, the next attachment, a line for both sides."""
+        self._by_passphrase.pop(conv.passphrase_key, None)
+        passphrase = make_passphrase()
+        conv.passphrase_key = _passphrase_key(passphrase)
+        self._by_passphrase[conv.passphrase_key] = conv.id
+        conv.attached += 1
+        # The line bumps the version: the old browser's held frame wakes and sees it has moved.
+        self._append(conv, Author.SYSTEM, "", event="resumed")
+        self._bump_board()
+        return passphrase
+
+    def rebind(self, conv: Conversation, session_id: str) -> None:
+        """Note the session that now holds ``conv`` (after a resume), so that blocking reaches it."""
+        conv.session_key = _digest(session_id)
 
     def post(self, cid: str, author: Author, text: str, sender: str = "") -> Message:
         """Add a message; refuses empty, too long, too many, too fast, or to an ended chat."""

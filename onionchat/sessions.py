@@ -24,6 +24,7 @@ class Session:
     last_action: float = 0.0
     started: float = 0.0  # when this id was made (at login for staff): for the absolute lifetime
     conversation: str = ""  # visitor: the conversation this browser may read
+    attached: int = 0  # visitor: the conversation's attachment it got; an older one has moved on
     passphrase: str = ""  # visitor: shown once on the chat page, then forgotten
     # visitor: the passphrase again after a language switch right after it was shown (it may
     # have been shown in a language the visitor cannot read), until passphrase_until.

@@ -132,12 +132,17 @@ def test_ending_wipes_the_text_at_once() -> None:
 def test_resume_accepts_what_a_person_types() -> None:
     chat = store()
     conv, passphrase = chat.start("")
-    digits = passphrase.replace(" ", "")
-    arabic_indic = digits.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
-    eastern = digits.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
-    for typed in (f"  {passphrase} ", digits, "-".join(passphrase.split()), ".".join(passphrase.split()),
-                  arabic_indic, eastern, digits.replace("0", "O").replace("1", "l")):
-        assert chat.resume(typed, Throttle(5, 600)) is conv, typed
+    for form in range(7):
+        digits = passphrase.replace(" ", "")
+        typed = [f"  {passphrase} ", digits, "-".join(passphrase.split()), ".".join(passphrase.split()),
+                 digits.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")),  # Arabic-Indic
+                 digits.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")),  # Eastern Arabic-Indic
+                 digits.replace("0", "O").replace("1", "l")][form]
+        resumed, fresh = chat.resume(typed, Throttle(5, 600))
+        assert resumed is conv and fresh != passphrase, typed
+        with pytest.raises(NotFound):
+            chat.resume(passphrase, Throttle(5, 600))  # spent: each resume gives a new one
+        passphrase = fresh
 
 
 def test_passphrase_normalisation_keeps_only_the_digits() -> None:

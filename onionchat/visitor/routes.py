@@ -23,11 +23,30 @@ routes = web.RouteTableDef()
 PASSPHRASE_AGAIN_SECONDS = 60.0
 
 
-def conversation_of(request: web.Request, session: Session | None) -> Conversation | None:
-    """The conversation this browser may read (only through its own session, never by id)."""
+def held_conversation(request: web.Request, session: Session | None) -> Conversation | None:
+    """The conversation this browser started or resumed, whether or not it has moved on since."""
     if session is None or not session.conversation:
         return None
     return request.app[keys.CHAT].find(session.conversation)
+
+
+def moved(session: Session | None, conv: Conversation | None) -> bool:
+    """True when the chat was resumed in another browser after this one got it."""
+    return session is not None and conv is not None and session.attached != conv.attached
+
+
+def conversation_of(request: web.Request, session: Session | None) -> Conversation | None:
+    """The conversation this browser may read and act on (only through its own session, never by id).
+
+    None once the chat was resumed in another browser: only the newest browser holds it.
+    """
+    conv = held_conversation(request, session)
+    return None if moved(session, conv) else conv
+
+
+def moved_page(request: web.Request, session: Session | None, *, frame: bool = False) -> web.Response:
+    """The chat continues in another browser: nothing of it is shown here any more."""
+    return page(request, "visitor/moved.html", session, frame=frame)
 
 
 def wait_minutes(request: web.Request, position: int) -> int:
@@ -94,6 +113,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         conv, passphrase = store.start(form.get("nickname", ""), session_id=session.id,
                                        lang=language(request, session))
         session.conversation = conv.id
+        session.attached = conv.attached
         session.passphrase = passphrase
         response = see_other("/chat")
         cookies.set_cookie(request, response, session)
@@ -107,9 +127,14 @@ async def resume(request: web.Request) -> web.StreamResponse:
     session = cookies.current(request)
     form = await read_form(request, session)
     assert session is not None
-    conv = request.app[keys.CHAT].resume(form.get("passphrase", ""), session.resume_throttle)
+    store = request.app[keys.CHAT]
+    conv, passphrase = store.resume(form.get("passphrase", ""), session.resume_throttle)
     session = request.app[keys.SESSIONS].regenerate(session)  # as at the start: no planted id
+    store.rebind(conv, session.id)
     session.conversation = conv.id
+    session.attached = conv.attached
+    # A new passphrase at each resume, shown once on the chat page: the one just used is spent.
+    session.passphrase, session.passphrase_again, session.passphrase_until = passphrase, "", 0.0
     conv.lang = language(request, session)  # this browser's choice: the counsellor sees it
     request.app[keys.CHAT].notify_board()
     response = see_other("/chat")
@@ -121,14 +146,16 @@ async def resume(request: web.Request) -> web.StreamResponse:
 async def chat(request: web.Request) -> web.StreamResponse:
     """The chat frame set: messages (self-updating), compose (never reloads), controls."""
     session = cookies.current(request)
-    conv = conversation_of(request, session)
+    conv = held_conversation(request, session)
+    if moved(session, conv):
+        return moved_page(request, session)
     if session is None or conv is None:
         raise see_other("/")
     passphrase, session.passphrase = session.passphrase, ""  # shown once, then forgotten
     if passphrase and not session.passphrase_until:
         # ...except once more if the visitor switches language within a minute of seeing it.
         session.passphrase_again, session.passphrase_until = passphrase, time.monotonic() + PASSPHRASE_AGAIN_SECONDS
-    return page(request, "visitor/chat.html", session, passphrase=passphrase,
+    return page(request, "visitor/chat.html", session, passphrase=passphrase, renewed=conv.attached > 1,
                 passphrase_native=i18n.native_digits(passphrase, language(request, session)))
 
 
@@ -180,7 +207,7 @@ class MessagesFrame:
     alive for the hold time, and every object is more work for the garbage collector.
     """
 
-    __slots__ = ("check", "conv", "lang", "paused", "request", "store")
+    __slots__ = ("check", "conv", "lang", "paused", "request", "session", "store")
     path = "/chat/messages"
     # No '#latest': a fragment makes Chromium scroll the page around the frame to it (the header
     # with Quick exit went off screen at every message). The frame keeps its newest line in view
@@ -189,19 +216,28 @@ class MessagesFrame:
 
     def __init__(self, request: web.Request, session: Session | None) -> None:
         self.request = request
+        self.session = session
         self.store = request.app[keys.CHAT]
-        self.conv = conversation_of(request, session)
+        # Held as it was when the request came: a resume elsewhere while it is held is seen
+        # when it wakes (moved_on), and the page then says so instead of showing the chat.
+        self.conv = held_conversation(request, session)
         self.lang = language(request, session)
         self.paused = request.query.get("paused") == "1"
         self.check = next_check(request)
-        if self.conv is not None:
+        if self.conv is not None and not self.moved_on():
             self.conv.touch()
+
+    def moved_on(self) -> bool:
+        """True once the chat was resumed in another browser."""
+        return moved(self.session, self.conv)
 
     def stamp(self) -> str:
         """The version shown: the conversation's, and while waiting the place in line too."""
         conv = self.conv
         if conv is None:
             return "gone"
+        if self.moved_on():
+            return "moved"
         if conv.state is State.WAITING:
             position = self.store.position(conv)
             nobody = int(not self.request.app[keys.STAFF_SESSIONS].staff_available())
@@ -211,7 +247,7 @@ class MessagesFrame:
     def wait(self, timeout: float) -> Awaitable[bool]:
         """Wait for a change the visitor can see (or, while waiting, a change in the line)."""
         conv = self.conv
-        if conv is None:
+        if conv is None or self.moved_on():
             return asyncio.sleep(0, False)
         if conv.state is State.WAITING:
             return wait_any((conv.visitor_waiter(), self.store.board_waiter()), timeout)
@@ -220,6 +256,9 @@ class MessagesFrame:
     def render(self, current: str, url: str) -> bytes:
         """The page for stamp ``current``: cached bytes while the stamp holds."""
         conv = self.conv
+        if self.moved_on():
+            return self.request.app[keys.RENDERER].render("visitor/moved.html", self.lang, site="visitor",
+                                                          frame=True).encode()
         # The language is part of the key: a resumed chat can be open in two languages at once.
         key = PageKey(Audience.VISITOR, self.lang, self.paused, self.check)
         if conv is None:
@@ -243,8 +282,8 @@ class MessagesFrame:
             paused=self.paused, check=self.check).encode()
 
     def final(self) -> bool:
-        """True once the conversation has ended or is gone: the page never changes again."""
-        return self.conv is None or self.conv.state is State.ENDED
+        """True once the conversation has ended, is gone or moved on: the page never changes again."""
+        return self.conv is None or self.conv.state is State.ENDED or self.moved_on()
 
 
 def messages_frame(request: web.Request, session: Session | None) -> MessagesFrame:
@@ -262,7 +301,9 @@ async def messages(request: web.Request) -> web.Response:
 async def compose(request: web.Request) -> web.Response:
     """The compose form; it never reloads by itself, so typed text is never lost."""
     session = cookies.current(request)
-    conv = conversation_of(request, session)
+    conv = held_conversation(request, session)
+    if moved(session, conv):
+        return moved_page(request, session, frame=True)
     return page(request, "visitor/compose.html", session, conv=view(conv), text="", error=None)
 
 
@@ -271,6 +312,8 @@ async def send(request: web.Request) -> web.StreamResponse:
     """Send a message; on refusal the compose form comes back with the text kept."""
     session = cookies.current(request)
     form = await read_form(request, session)
+    if moved(session, held_conversation(request, session)):
+        return moved_page(request, session, frame=True)  # nothing is sent from the old browser
     conv = conversation_of(request, session)
     text = form.get("text", "")
     try:
