@@ -177,7 +177,9 @@ class StatsConfig:
                                     "other"], "Wrap-up: the main referral or action.")
     suppress_below: int = setting(5, "Statistics: counts under this number (zero included) are shown as "
                                      "'<5' (with the default; page and CSV), and more cells are hidden "
-                                     "where needed so that they cannot be worked out from totals. 1: off.",
+                                     "where needed so that they cannot be worked out from totals. Also the "
+                                     "smallest batch in which new counts reach stats.json (until then they "
+                                     "are in memory only: a restart loses them). 1: off.",
                                   lo=1, hi=1000)
 
     def __post_init__(self) -> None:

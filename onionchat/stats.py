@@ -84,13 +84,24 @@ class PendingWrapup:
 
 
 class Stats:
-    """Counters only: no per-chat rows. Fed by the chat store's events and wrap-ups."""
+    """Counters only: no per-chat rows. Fed by the chat store's events and wrap-ups.
 
-    def __init__(self, data_dir: Path, clock: Callable[[], float] = time.time) -> None:
+    Counts reach the disk in batches: a month's table is written only once at least ``batch``
+    new counts for it have come together (the small-cell suppression threshold; in the 'chats'
+    table, of one kind: offered, answered, abandoned), so that no version of ``stats.json``,
+    and no difference between two backups of it, holds fewer than ``batch`` chats' or
+    wrap-ups' answers to one question. Until then they are held in memory
+    (and shown on the statistics page); a restart loses them. What is left of a month that
+    has ended is moved into the current month's batch rather than written small or lost.
+    """
+
+    def __init__(self, data_dir: Path, clock: Callable[[], float] = time.time, *, batch: int = 1) -> None:
         self.path = data_dir / STATS_FILE
+        self.batch = batch
         self._clock = clock
         self._write_lock = threading.Lock()  # one writer at a time, whichever thread flushes
-        self._counts: Counts = self._load()
+        self._counts: Counts = self._load()  # as on disk
+        self._held: Counts = {}  # counted, not yet a whole batch: memory only
         self._dirty = False
         self._live: dict[str, _Live] = {}
         self._pending: dict[str, PendingWrapup] = {}
@@ -111,28 +122,59 @@ class Stats:
         with self._write_lock:
             storage.write_json(self.path, {"version": FORMAT_VERSION, "months": counts})
 
-    def snapshot(self) -> Counts:
-        """A deep copy of every counter."""
+    def stored(self) -> Counts:
+        """A deep copy of the counters as the file holds them (whole batches only)."""
         return {m: {t: dict(c) for t, c in tables.items()} for m, tables in self._counts.items()}
 
+    def snapshot(self) -> Counts:
+        """A deep copy of every counter, those held in memory included."""
+        counts = self.stored()
+        _merge(counts, self._held)
+        return counts
+
+    def held(self) -> int:
+        """How many counts are held in memory, waiting for a whole batch."""
+        return sum(sum(c.values()) for tables in self._held.values() for c in tables.values())
+
+    def _commit_batches(self) -> None:
+        """Move every whole batch from memory to the stored counts; ended months' rest to this month."""
+        current = month_of(self._clock())
+        for month in [m for m in self._held if m < current]:
+            # Little can still come for an ended month: its rest joins this month's batches.
+            _merge(self._held, {current: self._held.pop(month)})
+        for month in list(self._held):
+            tables = self._held[month]
+            for table in list(tables):
+                cells = tables[table]
+                # Each chat or wrap-up counts once in a table, except in 'chats', where one chat
+                # is offered and then answered or abandoned: there each kind is a batch of its own.
+                groups = [[k] for k in cells] if table == CHATS else [list(cells)]
+                for keys in groups:
+                    if sum(cells[k] for k in keys) >= self.batch:
+                        _merge(self._counts, {month: {table: {k: cells.pop(k) for k in keys}}})
+                        self._dirty = True
+                if not cells:
+                    del tables[table]
+            if not tables:
+                del self._held[month]
+
     async def flush(self) -> None:
-        """Write the file off the event loop, if anything changed."""
+        """Write the file off the event loop, if a whole batch came together."""
+        self._commit_batches()
         if not self._dirty:
             return
         self._dirty = False
         try:
-            await asyncio.to_thread(self._write, self.snapshot())
+            await asyncio.to_thread(self._write, self.stored())
         except StorageError as exc:
             self._dirty = True  # try again at the next flush
             log.error("cannot write the statistics: %s", exc)
 
-
     # -- counting ------------------------------------------------------------------------
 
     def _add(self, month: str, table: str, key: str) -> None:
-        counts = self._counts.setdefault(month, {}).setdefault(table, {})
+        counts = self._held.setdefault(month, {}).setdefault(table, {})
         counts[key] = counts.get(key, 0) + 1
-        self._dirty = True
 
     def on_event(self, event: ChatEvent) -> None:
         """Count what a chat event adds to the figures.
@@ -216,18 +258,25 @@ class Stats:
 
     def months(self) -> list[str]:
         """Every month that has a counter, oldest first."""
-        return sorted(self._counts)
+        return sorted(set(self._counts) | set(self._held))
 
     def totals(self, first: str, last: str) -> dict[str, dict[str, int]]:
         """The counters of the months ``first`` to ``last`` (inclusive), added up."""
         summed: dict[str, dict[str, int]] = {}
-        for month, tables in self._counts.items():
-            if first <= month <= last:
-                for table, counts in tables.items():
-                    into = summed.setdefault(table, {})
-                    for key, count in counts.items():
-                        into[key] = into.get(key, 0) + count
+        for source in (self._counts, self._held):
+            for month, tables in source.items():
+                if first <= month <= last:
+                    _merge({"": summed}, {"": tables})
         return summed
+
+
+def _merge(into: Counts, counts: Counts) -> None:
+    """Add ``counts`` to ``into``, month by month, table by table."""
+    for month, tables in counts.items():
+        for table, cells in tables.items():
+            target = into.setdefault(month, {}).setdefault(table, {})
+            for key, count in cells.items():
+                target[key] = target.get(key, 0) + count
 
 
 def _check(raw: object) -> str:

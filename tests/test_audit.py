@@ -52,8 +52,8 @@ async def test_logins_failures_and_logouts(aiohttp_client: AiohttpClient, admin_
         assert secret not in text  # neither passwords nor names that are no account
 
 
-async def test_chat_actions_carry_the_short_lived_id_and_no_text(new_visitor: NewVisitor, new_staff: NewStaff,
-                                                                 admin_services: Services) -> None:
+async def test_chat_actions_carry_the_id_only_while_the_chat_lasts_and_no_text(
+        new_visitor: NewVisitor, new_staff: NewStaff, admin_services: Services) -> None:
     visitor = await new_visitor()
     passphrase = await start_chat(visitor, "Nadia")
     await visitor.get("/chat/compose")
@@ -65,13 +65,18 @@ async def test_chat_actions_carry_the_short_lived_id_and_no_text(new_visitor: Ne
     await carla.post(f"/chat/{cid}/send", {"text": "you are safe to talk here"})
     await carla.post(f"/chat/{cid}/note", {"note": "staff-only remark", "kind": "note"})
     await carla.post(f"/chat/{cid}/urgent")
-    await carla.post(f"/chat/{cid}/end")
     got = [(who, action, chat) for who, action, chat, _ in actions(admin_services) if chat]
-    assert got == [("carla", "accepted", cid), ("carla", "urgent", cid), ("carla", "ended", cid)]
+    assert got == [("carla", "accepted", cid), ("carla", "urgent", cid)]  # while the chat lasts
+    assert cid in await stored(admin_services)
+    await carla.post(f"/chat/{cid}/end")
+    chat_entries = [e for e in admin_services.audit.entries() if e.action in ("accepted", "urgent", "ended")]
+    assert [(e.who, e.action, e.chat) for e in reversed(chat_entries)] == [
+        ("carla", "accepted", ""), ("carla", "urgent", ""), ("carla", "ended", "")]
+    assert all(e.at % 3600 == 0 and e.when.endswith(":00") and "–" in e.when for e in chat_entries)
     text = await stored(admin_services)
-    for private in ("Nadia", "passport", "safe to talk", "staff-only remark", passphrase):
+    for private in ("Nadia", "passport", "safe to talk", "staff-only remark", passphrase, cid):
         assert private not in text
-    assert set(json.loads(text)["entries"][0]) == {"at", "who", "action", "chat", "detail"}
+    assert set(json.loads(text)["entries"][0]) == {"at", "who", "action", "chat", "detail", "precision"}
 
 
 async def test_account_canned_and_2fa_changes(new_staff: NewStaff, admin_services: Services) -> None:
@@ -125,15 +130,37 @@ async def test_flushed_at_shutdown_and_kept_only_so_many_days(aiohttp_client: Ai
                                                               admin_services: Services) -> None:
     client = await private_client(aiohttp_client, onionchat.staff.create_app(admin_services))
     admin_services.audit.record("sam", "urgent", chat="abc")
+    admin_services.audit.record("sam", "logout")
     await client.close()  # the cleanup context writes what is left
     path = admin_services.config.data_dir / "audit.json"
     entries = json.loads(path.read_text())["entries"]
-    assert entries[-1]["who"] == "sam" and entries[-1]["at"] % 60 == 0  # to the minute
+    assert entries[-2]["who"] == "sam" and entries[-2]["at"] % 3600 == 0  # actions on chats: to the hour
+    assert entries[-1]["action"] == "logout" and entries[-1]["precision"] == 60  # the rest: to the minute
     old = time.time() - 91 * 86400
     entries.insert(0, {"at": old, "who": "sam", "action": "ended", "chat": "old", "detail": ""})
     path.write_text(json.dumps({"version": 1, "entries": entries}))
     restarted = AuditLog(admin_services.config.data_dir, retention_days=90)
-    assert [e.chat for e in restarted.entries()] == ["abc"]
+    # After a restart every chat is over: no id is kept.
+    assert [(e.action, e.chat) for e in restarted.entries()] == [("logout", ""), ("urgent", "")]
+
+
+async def test_older_files_are_made_private(tmp_path: Path) -> None:
+    """An audit.json of an earlier version, with chat ids and minutes, loses both at the next start."""
+    at = 1_767_225_600 + 17 * 3600 + 23 * 60  # some day at 17:23 UTC
+    (tmp_path / "audit.json").write_text(json.dumps({"version": 1, "entries": [
+        {"at": at, "who": "carla", "action": "accepted", "chat": "Xy12_ab34cd", "detail": ""},
+        {"at": at + 60, "who": "carla", "action": "ended", "chat": "Xy12_ab34cd", "detail": "staff_ended"},
+        {"at": at + 120, "who": "carla", "action": "logout", "chat": "", "detail": ""}]}))
+    log = AuditLog(tmp_path, retention_days=100_000)
+    await log.flush()  # written at once, without waiting for a new entry
+    text = (tmp_path / "audit.json").read_text()
+    assert "Xy12_ab34cd" not in text
+    stored = json.loads(text)["entries"]
+    assert [(e["action"], e["at"] % 86400) for e in stored] == [
+        ("accepted", 17 * 3600), ("ended", 17 * 3600), ("logout", 17 * 3600 + 25 * 60)]
+    assert log.entries()[-1].when.endswith("17:00–18:00")
+    kept = AuditLog(tmp_path, retention_days=100_000, keep_chat_ids=True, chat_time="minute")
+    assert [e.at % 86400 for e in kept.entries()][-1] == 17 * 3600  # what is gone stays gone
 
 
 def test_a_damaged_audit_file_is_reported(tmp_path: Path) -> None:
@@ -158,10 +185,10 @@ async def test_transfer_requeue_and_block_are_audited_without_reasons(
     await carla.get("/")
     await carla.post(f"/accept/{cid}")
     await carla.get(f"/chat/{cid}")
-    await carla.post(f"/chat/{cid}/block")
     got = [(who, action, detail) for who, action, chat, detail in actions(admin_services) if chat == cid]
-    assert got[:4] == [("carla", "accepted", ""), ("carla", "transferred", "dirk"), ("dirk", "requeued", ""),
-                       ("carla", "accepted", "")]
-    assert ("carla", "blocked", "") in got
+    assert got == [("carla", "accepted", ""), ("carla", "transferred", "dirk"), ("dirk", "requeued", ""),
+                   ("carla", "accepted", "")]
+    await carla.post(f"/chat/{cid}/block")
+    assert ("carla", "blocked", "", "") in actions(admin_services)  # the chat is over: no id
     text = await stored(admin_services)
     assert "brother" not in text and "Mira" not in text

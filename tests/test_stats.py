@@ -501,25 +501,33 @@ async def test_csv_equals_page(services: Services, new_staff: NewStaff, new_visi
     assert '<th scope="row">' in page and '<th scope="col">' in page
 
 
-async def test_stats_written_by_the_running_app(services: Services, new_staff: NewStaff,
-                                                new_visitor: NewVisitor) -> None:
+async def test_stats_written_by_the_running_app_in_batches(services: Services, new_staff: NewStaff,
+                                                           new_visitor: NewVisitor) -> None:
     carla = await new_staff("carla")
+    path = services.config.data_dir / "stats.json"
+    batch = services.config.stats.suppress_below
+    for _ in range(batch - 1):
+        await ended_chat(services, new_visitor, carla)
+    await services.stats.flush()
+    assert not path.exists()  # fewer than a batch: held in memory only
+    month = this_month()
+    assert services.stats.totals(month, month)["chats"]["answered"] == batch - 1  # the page shows them
     await ended_chat(services, new_visitor, carla)
     await services.stats.flush()
-    path = services.config.data_dir / "stats.json"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    month = this_month()
-    assert json.loads(path.read_text())["months"][month]["chats"]["answered"] == 1
+    assert json.loads(path.read_text())["months"][month]["chats"]["answered"] == batch
     assert math.isfinite(path.stat().st_size)
 
 
-async def test_counters_flushed_when_the_staff_app_stops(services: Services) -> None:
+async def test_whole_batches_flushed_when_the_staff_app_stops(services: Services) -> None:
     client = TestClient(TestServer(onionchat.staff.create_app(services)))
     await client.start_server()
-    services.chat.start("")
+    for _ in range(services.config.stats.suppress_below + 1):
+        services.chat.start("")
     await client.close()  # cleanup_ctx: the keeper writes once more on the way out
     path = services.config.data_dir / "stats.json"
-    assert json.loads(path.read_text())["months"][this_month()]["chats"] == {"offered": 1}
+    chats = services.config.stats.suppress_below + 1
+    assert json.loads(path.read_text())["months"][this_month()]["chats"] == {"offered": chats}
 
 
 async def test_configured_answers_are_escaped(aiohttp_client: Any, tmp_path: Path) -> None:

@@ -94,9 +94,10 @@ def build_services(config: Config, accounts: AccountStore | None = None) -> Serv
         # One argon2id hash at a time: it already uses both cores (parallelism 2), and the
         # chats must keep some CPU during a burst of logins.
         hash_turns=FairTurns(1),
-        audit=AuditLog(config.data_dir, config.staff.audit_days),
+        audit=AuditLog(config.data_dir, config.staff.audit_days, keep_chat_ids=config.staff.audit_chat_ids,
+                       chat_time=config.staff.audit_chat_time),
         canned=CannedReplies(config.data_dir),
-        stats=Stats(config.data_dir),
+        stats=Stats(config.data_dir, batch=config.stats.suppress_below),
         hours=OfficeHours.parse(config.hours.timezone, config.hours.weekly, config.hours.closed_dates),
     )
     services.chat.subscribe(services.stats.on_event)
