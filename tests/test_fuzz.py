@@ -167,10 +167,10 @@ class World:
         chat = self.services.chat
         if name == "visitor_waiting":
             conv, _ = chat.start("fuzz waiting", session_id=session.id)
-            session.conversation = conv.id
+            session.conversation, session.attached = conv.id, conv.attached
         elif name == "visitor_open":
             conv, _ = chat.start("fuzz open", session_id=session.id)
-            session.conversation = conv.id
+            session.conversation, session.attached = conv.id, conv.attached
             chat.accept(conv.id, "dirk", 10_000)
         elif name in ("dirk", "sam"):
             session.staff = name
@@ -319,6 +319,7 @@ def world(config: Config) -> Iterator[World]:
     w.bystander_session = services.visitor_sessions.create()
     conv, _ = chat.start("bystander", session_id=w.bystander_session.id)
     w.bystander_session.conversation = conv.id
+    w.bystander_session.attached = conv.attached
     w.bystander_cid = conv.id
     chat.post(conv.id, Author.VISITOR, BYSTANDER_TEXT)
     chat.accept(conv.id, "carla", 3)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import io
@@ -24,6 +23,7 @@ import stem.connection
 import stem.response
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from onionchat import cli as onionchat_cli
 from onionchat.config import Config, ServerConfig, TorConfig
 from onionchat.errors import (
     StaffKeyError,
@@ -36,7 +36,6 @@ from onionchat.errors import (
     TorPublishError,
 )
 from onionchat.tor import backends, control, publish
-from onionchat.tor import cli as tor_cli
 from onionchat.tor import keys as onionkeys
 from onionchat.tor.keys import OnionKey, StaffClientKeys
 from onionchat.tor.systemd import render_unit
@@ -457,12 +456,7 @@ def test_progress_printer_plain_and_tty() -> None:
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(required=True)
-    tor_cli.register(sub)
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
+    return onionchat_cli.main(argv)  # the whole command: --config is resolved there
 
 
 def test_staff_key_cli_prints_the_private_key_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
