@@ -128,15 +128,14 @@ async def _login_code_first(request: web.Request, session: Session, attempt: Att
     Guessers without the code cost nothing and lock nobody with 2FA out. Every name, known or
     not, with 2FA or without, gets the same answers here.
     """
+    if not code:
+        return _login_page(request, session, 429, CODE_FIRST, ask_code=True)
     name = attempt.name
     account = request.app[keys.ACCOUNTS].get(name)
-    secret = account.totp_secret if account is not None else ""
-    step = totp.matching_step(secret, code) if code else None
+    step = totp.matching_step(account.totp_secret if account is not None else "", code)
     if step is None:
-        if code:
-            _audit_failure(request, name, "code (many failed logins)")
-        return _login_page(request, session, 429 if not code else 403, CODE_FIRST if not code else CODE_FAILED,
-                           ask_code=True)
+        _audit_failure(request, name, "code (many failed logins)")
+        return _login_page(request, session, 403, CODE_FAILED, ask_code=True)
     account = await password_matches(request, name, password)
     if account is None or not await asyncio.to_thread(request.app[keys.ACCOUNTS].use_totp_step, name, step):
         _audit_failure(request, name, "password (many failed logins)")
