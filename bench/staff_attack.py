@@ -227,10 +227,14 @@ def main() -> int:
     args = parser.parse_args()
     with workdir() as work:
         accounts = make_accounts(work / "accounts", [f"c{i:02}" for i in range(1, 10)])
-        server = Server(work, "staff", {"server": {"log_level": "WARNING"}}, accounts)
+        # --local has one circuit for everybody: the per-circuit budget would cover the whole
+        # run, so it is raised here; what is measured is the per-account budget.
+        server = Server(work, "staff", {"staff": {"login_attempts_per_circuit": 10_000,
+                                                  "login_attempts_per_account": 10_000}}, accounts)
         with running(server):
             asyncio.run(measure(server, args.samples))
-        roomy = Server(work, "timing", {"staff": {"login_attempts": 1000}}, accounts)
+        roomy = Server(work, "timing", {"staff": {"login_attempts": 1000, "login_attempts_per_circuit": 10_000,
+                                                  "login_attempts_per_account": 10_000}}, accounts)
         with running(roomy):
             asyncio.run(timing(roomy, args.samples))
         for problem in [*server.problems(), *roomy.problems()]:
