@@ -251,7 +251,7 @@ class AccountStore:
 
     def prepare(self) -> None:
         """Make the hash that unknown names are checked against (blocking: ~0.1 s of CPU)."""
-        if not self._dummy_hash:
+        if not self._dummy_hash:  # a login racing the start-up may make one too: harmless
             self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(24))
 
     def verify(self, name: str, password: str) -> Account | None:
