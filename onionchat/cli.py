@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from onionchat import __version__, logs, storage
+from onionchat import __version__, eventloop, logs, storage
 from onionchat import config as configmod
 from onionchat.accounts import AccountStore, Role
 from onionchat.cliargs import add_config_option, load_config, resolve_config
@@ -38,11 +38,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from onionchat.web import server
 
     config = load_config(args, writes=True)
+    factory = eventloop.loop_factory(config.server.event_loop)
     logs.setup(config.server.log_level)
     server.disable_core_dumps()
     server.allow_open_files(config)
     storage.ensure_dir(config.data_dir)
-    asyncio.run(server.run(config, local=args.local))
+    # asyncio.Runner rather than a global event loop policy: the choice stays with this command.
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(server.run(config, local=args.local))
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from onionchat.errors import ConfigError
+from onionchat.eventloop import CHOICES as EVENT_LOOPS
 from onionchat.hours import OfficeHours
 from onionchat.i18n import VISITOR_LANGUAGES
 
@@ -46,6 +47,9 @@ class ServerConfig:
                                 "holding this file.")
     log_level: str = setting("INFO", "Log level of onionchat's own log lines.",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    event_loop: str = setting("auto", "The event loop: 'auto' uses uvloop where it is installed (faster), "
+                                      "else Python's own; 'asyncio' always Python's own; 'uvloop' requires it.",
+                              choices=EVENT_LOOPS)
 
 
 @dataclass(frozen=True, slots=True)

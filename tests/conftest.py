@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable, Generator, Iterator
@@ -18,6 +19,7 @@ import onionchat.staff
 import onionchat.visitor
 from onionchat.accounts import AccountStore, Role
 from onionchat.config import Config, HoursConfig, LimitsConfig, PollConfig, ServerConfig, StaffConfig
+from onionchat.eventloop import loop_factory
 from onionchat.web.app import Services, build_services
 from onionchat.web.server import PRIVATE_RUNNER
 
@@ -44,6 +46,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must run everything: {report.longrepr}"
     return report
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
+                                  ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """In-process tests run on the loop ``onionchat serve`` runs on (uvloop where installed)."""
+    factory = loop_factory("auto")
+    return {"uvloop" if factory is not None else "asyncio": factory or asyncio.new_event_loop}
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from onionchat.accounts import AccountStore, Role
 from onionchat.stats import Stats
 from tests.conftest import PASSWORD, fast_hasher
@@ -159,9 +161,13 @@ def server_has_read(server_port: int, client_port: int) -> bool:
     return False
 
 
-async def test_sigterm_tells_open_chats_and_exits_within_seconds(tmp_path: Path) -> None:
-    with live_server(tmp_path, {"poll": {"hold_seconds": 30}, "hours": {"open_without_staff": True}},
-                     {"carla": "counsellor"}) as server:
+@pytest.mark.parametrize(("event_loop", "runs_on"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+async def test_sigterm_tells_open_chats_and_exits_within_seconds(tmp_path: Path, event_loop: str,
+                                                                 runs_on: str) -> None:
+    """On uvloop (the default on Linux) and on asyncio's own loop alike."""
+    with live_server(tmp_path, {"poll": {"hold_seconds": 30}, "hours": {"open_without_staff": True},
+                                "server": {"event_loop": event_loop}}, {"carla": "counsellor"}) as server:
+        assert f"starting on the {runs_on}" in server.log
         port = server.visitor_port
         cookies = [await visitor_in_chat(server, nickname) for nickname in ("Ana", "Ben")]
         held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -186,4 +192,4 @@ async def test_sigterm_tells_open_chats_and_exits_within_seconds(tmp_path: Path)
         code = await asyncio.to_thread(server.process.wait, 10)
         took = time.monotonic() - started
     assert code == 0 and took < 5, f"exit {code} after {took:.1f} s"
-    print(f"\nSIGTERM: both held frames told 'closing', exit 0 after {took:.2f} s")
+    print(f"\nSIGTERM on {runs_on}: both held frames told 'closing', exit 0 after {took:.2f} s")

@@ -16,6 +16,7 @@ from aiohttp import web, web_protocol
 
 from onionchat import staff, visitor
 from onionchat.config import Config
+from onionchat.eventloop import describe
 from onionchat.web import keys
 from onionchat.web.app import Services, build_services
 from onionchat.web.headers import NO_STORE, SECURITY_HEADERS
@@ -126,6 +127,7 @@ async def run(config: Config, *, local: bool, out: TextIO = sys.stdout,
     server = config.server
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    log.info("starting on the %s event loop", describe(loop))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runners = [await start_site(visitor.create_app(services), server.visitor_host, server.visitor_port),
