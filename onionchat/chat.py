@@ -13,6 +13,7 @@ import hashlib
 import secrets
 import time
 import unicodedata
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -266,10 +267,17 @@ class Conversation:
         """True when ``name`` holds this chat or joined it as a supervisor."""
         return name == self.counsellor or name in self.joined
 
-    def visitor_view(self) -> VisitorView:
-        """What visitor pages may render: messages and state, never staff-only text."""
-        return VisitorView(id=self.id, state=self.state, messages=tuple(self.messages),
-                           end_reason=self.end_reason, urgent=self.urgent, lang=self.lang)
+    def visitor_view(self, last: int | None = None, before: int | None = None) -> VisitorView:
+        """What visitor pages may render: messages and state, never staff-only text.
+
+        ``last``: only the latest ``last`` messages (older than sequence number ``before``, if
+        given): a page's size then does not grow with the conversation.
+        """
+        end = len(self.messages) if before is None else bisect_left(self.messages, before, key=_seq)
+        start = 0 if last is None else max(0, end - last)
+        return VisitorView(id=self.id, state=self.state, messages=tuple(self.messages[start:end]),
+                           end_reason=self.end_reason, urgent=self.urgent, lang=self.lang,
+                           earlier=start, later=len(self.messages) - end)
 
     @property
     def preview(self) -> str:
@@ -298,6 +306,17 @@ class VisitorView:
     end_reason: EndReason | None
     urgent: bool
     lang: str
+    earlier: int = 0  # messages before those shown
+    later: int = 0  # messages after those shown
+
+    @property
+    def first_seq(self) -> int:
+        """Sequence number of the first message shown (0 if none): where the earlier ones end."""
+        return self.messages[0].seq if self.messages else 0
+
+
+def _seq(message: Message) -> int:
+    return message.seq
 
 
 def make_passphrase() -> str:

@@ -88,6 +88,9 @@ class PollConfig:
                                        "requests when the server is busy.", lo=1, hi=300)
     stalled_seconds: int = setting(60, "When a frame has not updated for this long, a notice asks the "
                                        "person to reload.", lo=5, hi=3600)
+    frame_messages: int = setting(50, "The self-updating messages frame shows at most this many of the latest "
+                                      "messages, with a link to the earlier ones: every update stays the same "
+                                      "size however long a chat grows.", lo=5, hi=1000)
 
 
 @dataclass(frozen=True, slots=True)

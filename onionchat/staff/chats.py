@@ -100,6 +100,11 @@ async def chat(request: web.Request) -> web.Response:
                 colleagues=others, supervisor=is_supervisor(account))
 
 
+def timeline(conv: Conversation) -> list[Message | StaffNote]:
+    """Messages and staff-only notes in the order they were written."""
+    return sorted([*conv.messages, *conv.notes], key=lambda item: item.at)
+
+
 def staff_messages_frame(request: web.Request, account: Account, conv: Conversation, path: str) -> Frame:
     """The staff view of a conversation: messages and staff-only notes, updating itself."""
     renderer = request.app[keys.RENDERER]
@@ -108,10 +113,13 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
     holder = conv.counsellor == account.name
     lang = language(request, cookies.current(request))
 
+    window = request.app[keys.CONFIG].poll.frame_messages
+
     def page(refresh_url: str) -> bytes:
-        timeline: list[Message | StaffNote] = sorted([*conv.messages, *conv.notes], key=lambda item: item.at)
+        lines = timeline(conv)
+        earlier = max(0, len(lines) - window)  # the whole conversation is one link away
         return renderer.render("staff/messages.html", lang, conv=conv, refresh_url=refresh_url,
-                               timeline=timeline, wrapup_due=any(
+                               timeline=lines[earlier:], earlier=earlier, wrapup_due=any(
                                    cid == conv.id for cid, _ in request.app[keys.STATS].pending_for(account.name)),
                                paused=paused, check=check, site="staff").encode()
 
@@ -135,6 +143,18 @@ async def messages(request: web.Request) -> web.Response:
     _, account = signed_in(request)
     conv = conversation(request, account, write=False)
     return await serve_frame(request, staff_messages_frame(request, account, conv, f"/chat/{conv.id}/messages"))
+
+
+@routes.get("/chat/{cid}/history", name="staff_history")
+async def history(request: web.Request) -> web.Response:
+    """The whole conversation, notes included, on a page of its own that does not update itself.
+
+    The live frame shows only the latest lines; whoever may read the chat may read all of it here.
+    """
+    session, account = signed_in(request)
+    conv = conversation(request, account, write=False)
+    back = f"/chat/{conv.id}" if conv.has_staff(account.name) else f"/supervise/{conv.id}"
+    return page(request, "staff/history.html", session, conv=conv, timeline=timeline(conv), back=back)
 
 
 def compose_page(request: web.Request, session: Session, conv: Conversation, *, text: str = "",

@@ -276,7 +276,8 @@ class MessagesFrame:
         position = self.store.position(conv) if conv is not None else 0
         return request.app[keys.RENDERER].render(
             "visitor/messages.html", self.lang, site="visitor",
-            conv=conv.visitor_view() if conv is not None else None, position=position,
+            conv=conv.visitor_view(request.app[keys.CONFIG].poll.frame_messages) if conv is not None else None,
+            position=position,
             wait=wait_minutes(request, position) if position else 0, refresh_url=refresh_url,
             nobody=not staff.staff_available(),
             paused=self.paused, check=self.check).encode()
@@ -295,6 +296,25 @@ def messages_frame(request: web.Request, session: Session | None) -> MessagesFra
 async def messages(request: web.Request) -> web.Response:
     """The self-updating list of messages (or the waiting line)."""
     return await serve_frame(request, messages_frame(request, cookies.current(request)))
+
+
+@routes.get("/chat/history", name="history")
+async def history(request: web.Request) -> web.StreamResponse:
+    """Earlier messages, as many at a time as the live frame shows: no page grows with the chat.
+
+    ``?before=SEQ`` shows the messages before message SEQ; it is a plain page in the messages
+    frame that does not update itself, with a way back to the live messages and Quick exit.
+    """
+    session = cookies.current(request)
+    conv = conversation_of(request, session)
+    if conv is None or conv.state is State.ENDED:
+        raise see_other("/chat/messages")
+    conv.touch()
+    raw = request.query.get("before", "")
+    window = request.app[keys.CONFIG].poll.frame_messages
+    shown = conv.visitor_view(window, int(raw) if raw.isdigit() and len(raw) <= 9 else None)
+    last = shown.messages[-1].seq if shown.messages else shown.first_seq
+    return page(request, "visitor/history.html", session, conv=shown, window=window, later_before=last + 1 + window)
 
 
 @routes.get("/chat/compose", name="compose")
