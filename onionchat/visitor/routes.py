@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable
 
@@ -200,6 +201,12 @@ async def delete(request: web.Request) -> web.StreamResponse:
     raise see_other("/goodbye?deleted=1")
 
 
+@functools.lru_cache(maxsize=64)  # 9 languages x paused x check: made once, not on every poll
+def page_key(lang: str, paused: bool, check: int) -> PageKey:
+    """The cache key of a visitor's messages page."""
+    return PageKey(Audience.VISITOR, lang, paused, check)
+
+
 class MessagesFrame:
     """The visitor's messages frame for one request.
 
@@ -260,7 +267,7 @@ class MessagesFrame:
             return self.request.app[keys.RENDERER].render("visitor/moved.html", self.lang, site="visitor",
                                                           frame=True).encode()
         # The language is part of the key: a resumed chat can be open in two languages at once.
-        key = PageKey(Audience.VISITOR, self.lang, self.paused, self.check)
+        key = page_key(self.lang, self.paused, self.check)
         if conv is None:
             return self.page(url)
         cached = conv.rendered.get(key)

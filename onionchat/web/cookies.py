@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from onionchat.sessions import Session
 from onionchat.web import keys
@@ -16,10 +16,12 @@ def session_id(request: web.Request) -> str | None:
     request, measured in bench/). Our ids are token_urlsafe, so no unquoting is ever needed;
     anything else simply matches no session.
     """
-    header = request.headers.get("Cookie")
+    header = request.headers.get(hdrs.COOKIE)
     if not header:
         return None
-    prefix = request.app[keys.SITE].cookie + "="
+    prefix = request.app[keys.SITE].cookie_prefix
+    if header.startswith(prefix) and ";" not in header:  # our cookie alone: what browsers send us
+        return header[len(prefix):]
     for part in header.split(";"):
         part = part.strip()
         if part.startswith(prefix):

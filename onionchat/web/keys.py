@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -37,6 +37,10 @@ class SiteSpec:
     cookie: str  # one cookie name per site: a browser using both never mixes the sessions
     languages: tuple[str, ...]  # languages a person may choose on this site's pages
     return_to: tuple[str, ...]  # where a language link may lead back to (never an open redirect)
+    cookie_prefix: str = field(init=False, repr=False)  # "name=", as it starts in a Cookie header
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cookie_prefix", f"{self.cookie}=")  # once, not on every request
 
 
 VISITOR_SITE = SiteSpec(Site.VISITOR, "oc_visitor", i18n.VISITOR_LANGUAGES,

@@ -54,6 +54,7 @@ def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> int:
 def allow_open_files(config: Config) -> int:
     """Raise the open-file limit; warn when it stays below what a full house may hold."""
     files = raise_open_file_limit()
+    log.debug("open files allowed: %d", files)
     # A generous estimate: frames and spare connections per conversation, the waiting line, staff.
     needed = config.limits.conversations * 4 + config.limits.queue_length * 2 + 256
     if files < needed:
