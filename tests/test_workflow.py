@@ -211,7 +211,8 @@ def test_no_visitor_template_can_render_staff_only_text(tmp_path: Path) -> None:
         html = renderer.render(name, "en", site="visitor", session=FakeSession(), conv=view, position=0,
                                wait=0, refresh_url="", paused=False, nobody=False, Author=Author,
                                State=State, EndReason=EndReason, text="", error=None, active=True,
-                               reason="", opening=None, passphrase="", urgent=True, deleted=False)
+                               reason="", opening=None, passphrase="", urgent=True, deleted=False,
+                               later_before=0)
         assert SECRET not in html, name
         assert "carla" not in html, name
 

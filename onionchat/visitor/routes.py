@@ -320,8 +320,10 @@ async def history(request: web.Request) -> web.StreamResponse:
     raw = request.query.get("before", "")
     window = request.app[keys.CONFIG].poll.frame_messages
     shown = conv.visitor_view(window, int(raw) if raw.isdigit() and len(raw) <= 9 else None)
-    last = shown.messages[-1].seq if shown.messages else shown.first_seq
-    return page(request, "visitor/history.html", session, conv=shown, window=window, later_before=last + 1 + window)
+    # Later messages than these, beyond what the live frame shows: a link to the next window.
+    last = shown.messages[-1].seq if shown.messages else 0
+    later_before = last + 1 + window if shown.later > window else 0
+    return page(request, "visitor/history.html", session, conv=shown, later_before=later_before)
 
 
 @routes.get("/chat/compose", name="compose")
