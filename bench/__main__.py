@@ -1,4 +1,4 @@
-"""``python -m bench``: run the five benchmarks and print one table (see bench/README.md)."""
+"""``python -m bench``: run the six benchmarks and print one table (see bench/README.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import load, proc, profile, startup, throughput
+from bench import load, proc, profile, startup, throughput, tor
 from bench.report import Row, table
 from onionchat.web.server import raise_open_file_limit
 
@@ -19,7 +19,7 @@ LOGINS = 20
 def main(argv: list[str] | None = None) -> int:
     """Parse options, run the chosen benchmarks, print (and optionally save) the table."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated benchmark numbers (default: all)")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated benchmark numbers (default: all)")
     parser.add_argument("--quick", action="store_true", help="shorter runs and 2,000 instead of 10,000 "
                         "conversations: a smoke test, not figures to quote")
     parser.add_argument("--out", metavar="FILE", help="also write the table to FILE")
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             (3, "capacity", lambda: load.capacity(work, accounts, capacity_n, rate, seconds * 1.5, notes)),
             (4, "logins under load", lambda: load.logins(work, accounts, 1000, LOGINS, rate, seconds, notes)),
             (5, "start-up", lambda: startup.startup(work, accounts, 3 if quick else 5, notes)),
+            (6, "delivery through Tor", lambda: tor.tor_delivery(work, accounts, 20 if quick else 60, notes)),
         ]
         for number, name, run in plan:
             if number not in chosen:

@@ -24,6 +24,12 @@ class Response:
     headers: dict[str, str]
     cookies: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    head_size: int = 0  # bytes of the status line and headers, the blank line included
+
+    @property
+    def size(self) -> int:
+        """Bytes of the whole answer on the wire."""
+        return self.head_size + len(self.body)
 
     def csrf(self) -> str:
         """The CSRF token of the first form in the page."""
@@ -54,7 +60,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._waiter: asyncio.Future[Response] | None = None
-        self._head: tuple[int, dict[str, str], dict[str, str], int] | None = None
+        self._head: tuple[int, dict[str, str], dict[str, str], int, int] | None = None
         self.closed = False
 
     @classmethod
@@ -145,15 +151,15 @@ class Connection(asyncio.Protocol):
             if "chunked" in headers.get("transfer-encoding", ""):
                 self._fail(HttpError("chunked answers are not expected from onionchat"))
                 return
-            self._head = (status, headers, cookies, int(headers.get("content-length", "0")))
-        status, headers, cookies, length = self._head
+            self._head = (status, headers, cookies, int(headers.get("content-length", "0")), end + 4)
+        status, headers, cookies, length, head_size = self._head
         if len(self._buffer) < length:
             return
         body = bytes(self._buffer[:length])
         del self._buffer[:length]
         self._head = None
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(Response(status, headers, cookies, body))
+            self._waiter.set_result(Response(status, headers, cookies, body, head_size))
 
     def _fail(self, exc: Exception) -> None:
         if self._waiter is not None and not self._waiter.done():

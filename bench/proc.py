@@ -81,11 +81,13 @@ def own_seconds() -> float:
 
 
 def toml_value(value: Any) -> str:
-    """A TOML literal for a str, bool or int."""
+    """A TOML literal for a str, bool, int or a list of them."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -135,7 +137,10 @@ class Server:
     """``onionchat serve --local`` in its own process with a temp data dir; SIGTERM to stop."""
 
     def __init__(self, work: Path, name: str, settings: dict[str, dict[str, Any]],
-                 accounts: Path | None = None) -> None:
+                 accounts: Path | None = None, *, local: bool = True) -> None:
+        self.local = local  # False: published on Tor as the settings' [tor] section says
+        self.start_timeout = 20.0 if local else 240.0  # a launched tor bootstraps and publishes first
+        self.printed: dict[str, str] = {}  # "visitor"/"staff" -> the address it printed
         self.dir = work / name
         self.dir.mkdir(parents=True)
         os.chmod(self.dir, 0o700)
@@ -157,12 +162,14 @@ class Server:
         self.killed = False
         self.returncode: int | None = None
 
-    def start(self, wait: bool = True, timeout: float = 20.0) -> None:
+    def start(self, wait: bool = True, timeout: float | None = None) -> None:
         """Start the server; with ``wait``, return once it printed both addresses."""
+        timeout = self.start_timeout if timeout is None else timeout
         self.log = (self.dir / "server.log").open("wb")
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(  # noqa: S603 - our own venv's command, fixed arguments
-            [str(VENV_BIN / "onionchat"), "serve", "--local", "--config", str(self.config)],
+            [str(VENV_BIN / "onionchat"), "serve", *(["--local"] if self.local else []), "--config",
+             str(self.config)],
             stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
         if not wait:
             return
@@ -172,7 +179,10 @@ class Server:
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError(f"onionchat exited at start-up: {self.log_tail()}")
-            if line.startswith(b"staff:"):
+            site, _, address = line.decode(errors="replace").partition(":")
+            if site in ("visitor", "staff"):
+                self.printed[site] = address.strip()
+            if site == "staff":
                 return
         raise RuntimeError("onionchat did not start in time")
 
@@ -210,6 +220,11 @@ class Server:
             self.proc.stdout.close()
         self.log.close()
 
+    def log_text(self) -> str:
+        """Everything the server has logged so far."""
+        path = self.dir / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def log_tail(self, lines: int = 5) -> str:
         """The last lines of the server's log (for error reports)."""
         path = self.dir / "server.log"
@@ -233,14 +248,15 @@ class Server:
 class Reference:
     """The bare aiohttp app (bench/reference.py) in its own process."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, loop: str = "auto") -> None:
         self.port = free_port()
         self.size = size
+        self.loop = loop  # the same event loop as the server it is compared with
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Reference:
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "bench.reference", str(self.port), str(self.size)],
+            [sys.executable, "-m", "bench.reference", str(self.port), str(self.size), self.loop],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=Path(__file__).parent.parent)
         assert self.proc.stdout is not None
         if not self.proc.stdout.readline().startswith(b"ready"):

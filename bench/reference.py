@@ -1,4 +1,8 @@
-"""The reference: a bare aiohttp app answering every GET with constant bytes (``-m bench.reference PORT SIZE``)."""
+"""The reference: a bare aiohttp app answering every GET with constant bytes.
+
+``python -m bench.reference PORT SIZE [LOOP]``: LOOP is an onionchat server.event_loop value
+(auto, uvloop, asyncio), so that the reference runs on the same event loop as the server.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import signal
 import sys
 
 from aiohttp import web
+
+from onionchat.eventloop import loop_factory
 
 
 def make_app(size: int) -> web.Application:
@@ -34,4 +40,5 @@ async def serve(port: int, size: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1]), int(sys.argv[2])))
+    with asyncio.Runner(loop_factory=loop_factory(sys.argv[3] if len(sys.argv) > 3 else "auto")) as runner:
+        runner.run(serve(int(sys.argv[1]), int(sys.argv[2])))
