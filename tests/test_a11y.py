@@ -153,6 +153,8 @@ def test_visitor_pages_pass_axe_in_english_dutch_and_arabic(server: LiveServer, 
             problems += axe(visitor)
         go(visitor, server.visitor_url + "chat/messages?paused=1")
         problems += axe(visitor)  # the frame on its own, as a screen reader user may open it
+        go(visitor, server.visitor_url + "chat/history")
+        problems += axe(visitor)  # earlier messages, on their own
         go(staff, f"{server.staff_url}chat/{cid}")
         staff.get_by_role("button", name="End chat").click()
         go(visitor, server.visitor_url + "chat")
@@ -188,7 +190,7 @@ def test_staff_pages_pass_axe_in_english_and_dutch(server: LiveServer, browsers:
             go(page, f"{server.staff_url}lang/{lang}")
         # Self-updating top-level pages are checked as their still copies (updates paused): the
         # same markup but for the pause link, and the live one cannot be inspected (see staff_login).
-        for path in ("?paused=1", f"chat/{cid}", "account"):
+        for path in ("?paused=1", f"chat/{cid}", f"chat/{cid}/history", "account"):
             go(carla, server.staff_url + path)
             problems += axe(carla)
         for path in ("supervise?paused=1", f"supervise/{cid}", "stats"):

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from onionchat.chat import Author, NoteKind
+from onionchat.chat import Author, EndReason, NoteKind
 from onionchat.config import Config
 from onionchat.web.app import Services
 from tests.conftest import NewStaff, NewVisitor, OpenChatFactory, Site
@@ -118,3 +118,30 @@ async def test_counsellors_see_the_latest_lines_and_can_read_everything(
     other = await new_staff("dirk")
     response, page = await other.get(link.group(1))
     assert response.status == 403 and "line 00" not in page
+
+
+async def test_every_frames_next_url_carries_its_stamp_as_it_is(
+        services: Services, open_chat: OpenChatFactory, new_visitor: NewVisitor, new_staff: NewStaff) -> None:
+    """serve_frame puts stamps into URLs without quoting: each must be digits, dots and letters."""
+    waiting = await new_visitor()
+    await waiting.post("/start", {"nickname": "w"})
+    chat = await open_chat("Ana")
+    gone = await new_visitor()
+    sam = await new_staff("sam")
+    frames = [(waiting, "/chat/messages"), (chat.visitor, "/chat/messages"), (gone, "/chat/messages"),
+              (chat.staff, "/"), (chat.staff, "/mychats"), (chat.staff, f"/chat/{chat.cid}/messages"),
+              (sam, "/supervise"), (sam, f"/supervise/{chat.cid}/messages")]
+    live = 0
+    for site, path in frames:
+        response, page = await site.get(path)
+        assert response.status == 200, path
+        refresh = response.headers.get("Refresh")
+        if refresh is None:
+            continue
+        live += 1
+        assert re.fullmatch(r"\d+; url=/[\w/?=&-]*[?&]v=[A-Za-z0-9.]+&p=[01]#latest", refresh), (path, refresh)
+        assert refresh.split("url=", 1)[1].replace("&", "&amp;") in page, "the meta refresh says the same"
+    assert live == len(frames) - 1, "all but the frame of a visitor without a chat refresh themselves"
+    services.chat.end(chat.cid, EndReason.STAFF_ENDED)
+    response, _ = await chat.visitor.get("/chat/messages")
+    assert "Refresh" not in response.headers, "an ended chat's frame never changes again"
