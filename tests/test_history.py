@@ -139,7 +139,7 @@ async def test_every_frames_next_url_carries_its_stamp_as_it_is(
         if refresh is None:
             continue
         live += 1
-        assert re.fullmatch(r"\d+; url=/[\w/?=&-]*[?&]v=[A-Za-z0-9.]+&p=[01]#latest", refresh), (path, refresh)
+        assert re.fullmatch(r"\d+; url=/[\w/?=&-]*[?&]v=[A-Za-z0-9.]+&p=[01](#latest)?", refresh), (path, refresh)
         assert refresh.split("url=", 1)[1].replace("&", "&amp;") in page, "the meta refresh says the same"
     assert live == len(frames) - 1, "all but the frame of a visitor without a chat refresh themselves"
     services.chat.end(chat.cid, EndReason.STAFF_ENDED)
