@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
                         "worktree of another commit) instead of the installed one")
     parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of the server during each "
                         "measured phase into DIR (slows the server a little)")
+    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                        help="server.event_loop of the servers of benchmarks 2-6 (benchmark 1 measures both)")
     args = parser.parse_args(argv)
+    proc.EVENT_LOOP = args.loop
     if args.profile:
         profile.PROFILE_DIR = Path(args.profile)
     if args.source:

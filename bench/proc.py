@@ -26,6 +26,9 @@ PASSWORD = "a long enough bench password"  # noqa: S105 - throwaway accounts in 
 # connections (10,000 of them) can never collide with a listening port.
 PORT_BASE = 21000
 _next_port = PORT_BASE
+# Set by ``python -m bench --loop``: server.event_loop of every server (benchmark 1 sets its own).
+# "auto" writes nothing, so that trees from before the setting can be measured with --source.
+EVENT_LOOP = "auto"
 
 
 def free_port() -> int:
@@ -149,6 +152,8 @@ class Server:
         sections: dict[str, dict[str, Any]] = {
             "server": {"visitor_port": self.visitor_port, "staff_port": self.staff_port,
                        "data_dir": str(self.dir), "log_level": "WARNING"}}
+        if EVENT_LOOP != "auto":
+            sections["server"]["event_loop"] = EVENT_LOOP
         for section, values in settings.items():
             sections.setdefault(section, {}).update(values)
         self.config = self.dir / "onionchat.toml"
