@@ -209,7 +209,8 @@ class Conversation:
     answered: bool = False  # a counsellor has taken it at least once
     joined: set[str] = field(default_factory=set)  # supervisors who joined the chat
     notes: list[StaffNote] = field(default_factory=list)
-    staff_seen: int = 0  # last message seq the counsellor's frame showed (for 'new' marks)
+    slot: int = 0  # which pane of its counsellor's workspace shows it (1..); 0 while nobody holds it
+    handed_over: bool = False  # transferred, and its new counsellor has not opened it yet
     sent_times: deque[float] = field(default_factory=deque)
     # Rendered pages per audience, valid for one version: polls serve bytes, not templates.
     # They live here so that forgetting the conversation forgets them too.
@@ -285,9 +286,12 @@ class Conversation:
         return next((m.text for m in self.messages if m.author is Author.VISITOR), "")
 
     @property
-    def unread(self) -> bool:
-        """True when the latest message came after the counsellor's view last showed."""
-        return bool(self.messages) and self.messages[-1].seq > self.staff_seen
+    def awaiting_reply(self) -> bool:
+        """True when the visitor wrote last: a message waits for the counsellor's answer."""
+        for message in reversed(self.messages):
+            if message.author is not Author.SYSTEM:
+                return message.author is Author.VISITOR
+        return False
 
     @property
     def waited(self) -> float:
@@ -420,6 +424,25 @@ class ChatStore:
         """How many open chats ``staff`` holds as the counsellor (for the per-counsellor limit)."""
         return sum(1 for c in self._conversations.values() if c.state is State.OPEN and c.counsellor == staff)
 
+    def held_chats(self, staff: str) -> list[Conversation]:
+        """The open conversations ``staff`` holds as the counsellor, by slot."""
+        return sorted((c for c in self._conversations.values() if c.state is State.OPEN and c.counsellor == staff),
+                      key=lambda c: (c.slot, c.created))
+
+    def free_slot(self, staff: str, slots: int, preferred: int = 0) -> int:
+        """The pane of ``staff``'s workspace a chat they take next opens in (1..).
+
+        ``preferred`` if it is free, else the lowest free of ``slots`` panes. A slot is taken
+        while a chat in it is open; a free slot whose chat ended a moment ago comes last, as its
+        pane may still show that chat's end and wrap-up.
+        """
+        taken = {c.slot for c in self._conversations.values() if c.counsellor == staff and c.state is State.OPEN}
+        if 0 < preferred <= slots and preferred not in taken:
+            return preferred
+        ended = {c.slot for c in self._conversations.values() if c.counsellor == staff and c.state is State.ENDED}
+        free = [n for n in range(1, max(slots, len(taken) + 1) + 1) if n not in taken]
+        return min(free, key=lambda n: (n in ended, n))
+
     # -- changing ----------------------------------------------------------------------
 
     def _bump_board(self) -> None:
@@ -541,15 +564,17 @@ class ChatStore:
         conv.bump()
         return msg
 
-    def accept(self, cid: str, staff: str, max_chats: int) -> Conversation:
-        """``staff`` takes a waiting conversation; refused if taken or at their chat limit."""
+    def accept(self, cid: str, staff: str, max_chats: int, slot: int = 0) -> Conversation:
+        """``staff`` takes a waiting conversation into pane ``slot`` (if free); refused if taken or at their limit."""
         conv = self.get(cid)
         if conv.state is not State.WAITING:
             raise ChatError(ErrorCode.TAKEN)
         if self.held_by(staff) >= max_chats:
             raise LimitReached(ErrorCode.MAX_CHATS)
+        conv.slot = self.free_slot(staff, max_chats, slot)
         conv.state = State.OPEN
         conv.counsellor = staff
+        conv.handed_over = False
         if not conv.answered:
             conv.accepted_at = self.clock.monotonic()
         conv.touch()
@@ -588,9 +613,10 @@ class ChatStore:
             raise ChatError(ErrorCode.BAD_REQUEST)
         if self.held_by(to) >= max_chats:
             raise LimitReached(ErrorCode.MAX_CHATS)
+        conv.slot = self.free_slot(to, max_chats)
         conv.counsellor = to
         conv.joined.discard(to)
-        conv.staff_seen = 0
+        conv.handed_over = True  # highlighted for the new counsellor until they open it
         if reason.strip():
             conv.notes.append(StaffNote(NoteKind.STAFF_LINE, actor, self._checked_text(conv, reason),
                                         self.clock.wall()))
@@ -606,6 +632,8 @@ class ChatStore:
             raise ChatError(ErrorCode.ENDED)
         conv.state = State.WAITING
         conv.counsellor = ""
+        conv.slot = 0
+        conv.handed_over = False
         conv.joined.clear()
         self._append(conv, Author.SYSTEM, "", event="requeued")
         self._bump_board()
@@ -622,6 +650,12 @@ class ChatStore:
             self._append(conv, Author.SYSTEM, "", event="supervisor_joined")
             self._bump_board()
         return conv
+
+    def opened(self, conv: Conversation, staff: str) -> None:
+        """``staff`` opened ``conv``: a chat handed over to them is no longer highlighted."""
+        if conv.handed_over and conv.counsellor == staff:
+            conv.handed_over = False
+            self._bump_board()
 
     def end(self, cid: str, reason: EndReason, now: float | None = None, actor: str = "") -> None:
         """End a conversation and wipe its text at once; a bare shell remains briefly.

@@ -84,13 +84,26 @@ class PollConfig:
                                 "(fast); 'interval': every request is answered at once and the frame "
                                 "reloads every interval_seconds.", choices=("hold", "interval"))
     hold_seconds: int = setting(20, "Longest time a held request waits for a change.", lo=1, hi=120)
-    interval_seconds: int = setting(5, "Reload interval in 'interval' mode, and the pause between held "
-                                       "requests when the server is busy.", lo=1, hi=300)
+    interval_seconds: int = setting(5, "Reload interval in 'interval' mode, of the staff alerts tab, and of "
+                                       "staff frames beyond staff_held_frames.", lo=1, hi=300)
     stalled_seconds: int = setting(60, "When a frame has not updated for this long, a notice asks the "
                                        "person to reload.", lo=5, hi=3600)
     frame_messages: int = setting(50, "The self-updating messages frame shows at most this many of the latest "
                                       "messages, with a link to the earlier ones: every update stays the same "
                                       "size however long a chat grows.", lo=5, hi=1000)
+    staff_held_frames: int = setting(4, "Self-updating frames one staff browser may have held open at once "
+                                        "(a workspace with 3 chats has 4); further frames are answered at once "
+                                        "and ask again after interval_seconds. A browser opens about 6 "
+                                        "connections per server and a held frame keeps one busy: below 6, "
+                                        "a reply always finds a free one.", lo=1, hi=5)
+
+    def presence_seconds(self) -> float:
+        """How long a staff page may be silent before its counsellor no longer counts as available.
+
+        An open page asks at least every hold (or interval) period: two of them, and a margin
+        for a slow circuit.
+        """
+        return 2.0 * max(self.hold_seconds, self.interval_seconds) + 5.0
 
 
 @dataclass(frozen=True, slots=True)

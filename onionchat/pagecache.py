@@ -32,6 +32,7 @@ class PageKey:
     paused: bool = False
     check: int = 0  # a paused frame's "Check for new messages" link alternates 0 and 1
     viewer: str = ""  # staff: the name of a supervisor reading a chat they do not hold
+    pane: int = 0  # staff: the workspace pane showing it (its end-of-chat links stay there)
 
 
 class Rendered:

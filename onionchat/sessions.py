@@ -33,7 +33,11 @@ class Session:
     lang: str = ""  # the language this browser chose on the page; "": the site's default
     staff: str = ""  # staff: the signed-in account name
     staff_generation: int = 0  # staff: the account's generation at login; a newer one signs it out
-    available: bool = True  # staff: available for new chats (or away)
+    available: bool = True  # staff: chose to take new chats (or away)
+    # staff: when a self-updating staff page of this browser last asked for its next version
+    # (the store's clock). Not an action by the person: it says the page is open, for presence.
+    frames_asked_at: float = 0.0
+    held: int = 0  # self-updating frames of this browser held open right now (web.poll's budget)
     resume_throttle: Throttle = field(default_factory=lambda: Throttle(5, 600.0))
 
     def csrf_ok(self, token: str) -> bool:
@@ -47,14 +51,16 @@ class SessionStore:
     ``idle_by_action``: a session is idle when the person has done nothing for ``idle_seconds``,
     however often its pages update themselves (staff). Otherwise any request keeps it (visitors:
     a waiting visitor's page only polls). ``lifetime_seconds`` ends a session that long after it
-    began, however active.
+    began, however active. ``presence_seconds`` (staff): a session whose pages have not asked
+    for that long has no page open, and does not count as available.
     """
 
     def __init__(self, limit: int, idle_seconds: float, resume_attempts: int = 5, *,
                  idle_by_action: bool = False, lifetime_seconds: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 presence_seconds: float = float("inf"), clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.idle_seconds = idle_seconds
+        self.presence_seconds = presence_seconds
         self.resume_attempts = resume_attempts
         self.idle_by_action = idle_by_action
         self.lifetime_seconds = lifetime_seconds
@@ -153,10 +159,19 @@ class SessionStore:
         return len(idle)
 
     def staff_available(self) -> set[str]:
-        """Names of signed-in staff who are available for new chats."""
+        """Names of signed-in staff who chose Available and whose staff page is open and updating.
+
+        A browser closed without logging out stops counting once its pages have not asked for
+        ``presence_seconds``.
+        """
         now = self._clock()
         return {s.staff for s in self._sessions.values()
-                if s.staff and s.available and not self._expired(s, now)}
+                if s.staff and s.available and not self._expired(s, now)
+                and now - s.frames_asked_at <= self.presence_seconds}
+
+    def mark_present(self, session: Session) -> None:
+        """A staff page of ``session``'s browser is open and asking (presence, not activity)."""
+        session.frames_asked_at = self._clock()
 
     def staff_online(self) -> set[str]:
         """Names of staff with a live session (for the wait estimate)."""

@@ -11,9 +11,10 @@ from onionchat import i18n
 from onionchat.totp import PendingSteps
 from onionchat.web import keys
 from onionchat.web.app import Services, keep_flushed, new_app
+from onionchat.web.favicon import Favicons
 from onionchat.web.keys import STAFF_SITE
 
-from . import admin, auth, chats, statistics, supervise
+from . import admin, auth, chats, statistics, supervise, workspace
 
 
 def prepared(services: Services) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -33,7 +34,8 @@ def create_app(services: Services) -> web.Application:
     """The staff application (its own port; it shares no route with the visitor site)."""
     app = new_app(services, STAFF_SITE, services.staff_sessions, i18n.SOURCE_LANGUAGE)
     app[keys.PENDING] = PendingSteps()
-    for module in (auth, chats, supervise, admin, statistics):
+    app[keys.FAVICONS] = Favicons()
+    for module in (auth, workspace, chats, supervise, admin, statistics):
         app.add_routes(module.routes)
     app.cleanup_ctx.append(prepared(services))
     app.cleanup_ctx.append(keep_flushed(services.audit.flush))  # audit.json, off the event loop

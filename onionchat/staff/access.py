@@ -58,6 +58,25 @@ def max_chats(request: web.Request, account: Account) -> int:
     return effective_max_chats(account, request.app[keys.CONFIG])
 
 
+def slots(request: web.Request, account: Account) -> int:
+    """How many chat panes this counsellor's workspace has: their limit, or more if they hold more."""
+    held = request.app[keys.CHAT].held_chats(account.name)
+    return max(max_chats(request, account), max((c.slot for c in held), default=0))
+
+
+def pane_number(value: str, account: Account, request: web.Request) -> int:
+    """The workspace pane a form or URL names (1..), or 0 for none or anything else."""
+    if not value.isdigit() or len(value) > 3:
+        return 0
+    number = int(value)
+    return number if 1 <= number <= slots(request, account) else 0
+
+
+def present(request: web.Request, session: Session) -> None:
+    """A staff page of this browser is open and asking: it counts for presence (not as activity)."""
+    request.app[keys.SESSIONS].mark_present(session)
+
+
 def urgent_live(request: web.Request) -> list[Conversation]:
     """Urgent chats that are waiting or open."""
     return [c for c in request.app[keys.CHAT].live() if c.urgent]

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from onionchat import totp
-from onionchat.accounts import Account
+from onionchat.accounts import Account, Role
 from onionchat.errors import AccountError, ErrorCode
 from onionchat.i18n import N_
 from onionchat.sessions import Session
@@ -15,10 +15,12 @@ from onionchat.throttle import Attempt, Verdict
 from onionchat.totp import Stage
 from onionchat.web import circuit, cookies, keys
 from onionchat.web.csrf import read_form
-from onionchat.web.guard import ERRORS
+from onionchat.web.guard import ERRORS, Refused
 from onionchat.web.pages import see_other
 
-from .access import page, signed_in
+from .access import max_chats, page, present, signed_in
+from .chats import hand_over
+from .workspace import colleagues
 
 routes = web.RouteTableDef()
 
@@ -38,6 +40,9 @@ def _finish_login(request: web.Request, session: Session, account: Account) -> w
     session = request.app[keys.SESSIONS].regenerate(session)
     session.staff = account.name
     session.staff_generation = account.generation
+    # Counsellors take chats from the start; supervisors and admins only once they choose to.
+    session.available = account.role is Role.COUNSELLOR
+    present(request, session)  # the workspace opens next; from then on its frames keep this up
     request.app[keys.LOGIN_THROTTLE].signed_in(account.name, circuit=circuit.circuit_of(request))
     request.app[keys.AUDIT].record(account.name, "login", detail="2FA" if account.has_totp else "")
     response = see_other("/")
@@ -243,9 +248,30 @@ async def enrol(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/logout", name="logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    """End the staff session (open chats stay open for a colleague or the sweeper)."""
+    """End the staff session; open chats first go back to the line or to a colleague.
+
+    With chats still held and no choice made, the answer asks what should happen to them:
+    a visitor must never be left talking to someone who has gone.
+    """
     session = cookies.current(request)
-    await read_form(request, session)
+    form = await read_form(request, session)
+    if session is not None and session.staff:
+        _, account = signed_in(request)
+        held = request.app[keys.CHAT].held_chats(account.name)
+        choice = form.get("chats", "")
+        if held and choice not in ("queue", "transfer"):
+            return page(request, "staff/logout.html", session, chats=held, colleagues=colleagues(request, account))
+        if held and choice == "transfer":
+            # All or nothing: a colleague who can take only some would leave the rest with nobody.
+            colleague = request.app[keys.ACCOUNTS].get(form.get("to", ""))
+            if colleague is None or (request.app[keys.CHAT].held_by(colleague.name) + len(held)
+                                     > max_chats(request, colleague)):
+                raise Refused(ErrorCode.NOT_AVAILABLE)
+        for conv in held:
+            if choice == "queue":
+                request.app[keys.CHAT].requeue(conv.id, account.name)
+            else:
+                hand_over(request, account, conv, form.get("to", ""), form.get("reason", ""))
     if session is not None:
         if session.staff:
             request.app[keys.AUDIT].record(session.staff, "logout")

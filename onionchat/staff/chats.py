@@ -1,11 +1,11 @@
-"""Counsellors' routes: the self-updating dashboard, accepting, holding and handing over chats."""
+"""Counsellors' routes: accepting, holding, answering, ending and handing over chats."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from onionchat.accounts import Account
-from onionchat.chat import Author, ChatStore, Conversation, EndReason, Message, NoteKind, StaffNote, State
+from onionchat.chat import Author, Conversation, EndReason, Message, NoteKind, StaffNote, State
 from onionchat.errors import ChatError, ErrorCode
 from onionchat.pagecache import Audience, PageKey, Rendered
 from onionchat.sessions import Session
@@ -13,81 +13,42 @@ from onionchat.web import cookies, keys
 from onionchat.web.csrf import read_form
 from onionchat.web.guard import ERRORS, Refused
 from onionchat.web.pages import language, see_other
-from onionchat.web.poll import Frame, Waiter, next_check, serve_frame, wait_any
+from onionchat.web.poll import Frame, next_check, serve_frame
 
-from .access import conversation, is_supervisor, max_chats, page, signed_in, urgent_live
+from .access import conversation, max_chats, page, pane_number, present, signed_in
+from .workspace import colleagues
 
 routes = web.RouteTableDef()
 
 
-def board_or_chats_changed(store: ChatStore, name: str) -> Waiter:
-    """Wait for a change of the board (queue, assignments) or of any chat ``name`` holds."""
-
-    async def wait(timeout: float) -> bool:
-        return await wait_any([store.board_waiter(), *(c.waiter() for c in store.chats_of(name))], timeout)
-
-    return wait
-
-
-def board_frame(request: web.Request, session: Session, account: Account) -> Frame:
-    """The dashboard: the queue and this counsellor's chats, updating itself."""
-    store = request.app[keys.CHAT]
-    renderer = request.app[keys.RENDERER]
-    staff_sessions = request.app[keys.SESSIONS]
-
-    def stamp() -> str:
-        mine = store.chats_of(account.name)
-        unread = sum(1 for c in mine if c.unread)
-        return f"{store.board_version}.{unread}.{int(session.available)}"
-
-    def render(current: str, url: str) -> bytes:
-        return renderer.render(
-            "staff/dashboard.html", language(request, session), session=session, site="staff", account=account,
-            queue=store.queue(), mine=store.chats_of(account.name), refresh_url=url,
-            paused=request.query.get("paused") == "1", check=next_check(request), supervisor=is_supervisor(account),
-            urgent=urgent_live(request), available=sorted(staff_sessions.staff_available()),
-            limit=max_chats(request, account), held=store.held_by(account.name)).encode()
-
-    return Frame(stamp=stamp, wait=board_or_chats_changed(store, account.name), render=render, path="/")
-
-
-@routes.get("/", name="dashboard")
-async def dashboard(request: web.Request) -> web.Response:
-    """Waiting queue (urgent first), own chats, and the number waiting in the title."""
-    session, account = signed_in(request)
-    return await serve_frame(request, board_frame(request, session, account))
-
-
-@routes.post("/availability", name="availability")
-async def availability(request: web.Request) -> web.StreamResponse:
-    """Available for new chats, or away."""
-    session, _ = signed_in(request)
-    form = await read_form(request, session)
-    session.available = form.get("available") == "1"
-    request.app[keys.CHAT].notify_board()  # waiting visitors learn whether anyone is there
-    raise see_other("/")
+def back_to(pane: int, cid: str) -> str:
+    """Where an accepted chat opens: its workspace pane, or a page of its own."""
+    return f"/pane/{pane}" if pane else f"/chat/{cid}"
 
 
 @routes.post("/accept/{cid}", name="accept")
 async def accept(request: web.Request) -> web.StreamResponse:
-    """Take a waiting visitor."""
+    """Take a waiting visitor, into the workspace pane the form was aimed at when it is free."""
     session, account = signed_in(request)
-    await read_form(request, session)
-    conv = request.app[keys.CHAT].accept(request.match_info["cid"], account.name, max_chats(request, account))
-    raise see_other(f"/chat/{conv.id}")
+    form = await read_form(request, session)
+    pane = pane_number(form.get("pane", ""), account, request)
+    conv = request.app[keys.CHAT].accept(request.match_info["cid"], account.name, max_chats(request, account), pane)
+    # The answer lands in the pane the form targets; it shows whichever chat holds that pane.
+    raise see_other(back_to(pane, conv.id))
 
 
 @routes.post("/accept-next", name="accept_next")
 async def accept_next(request: web.Request) -> web.StreamResponse:
     """Take the next visitor in serving order: urgent first, then longest waiting."""
     session, account = signed_in(request)
-    await read_form(request, session)
+    form = await read_form(request, session)
+    pane = pane_number(form.get("pane", ""), account, request)
     store = request.app[keys.CHAT]
     queue = store.queue()
     if not queue:
-        raise see_other("/")
-    conv = store.accept(queue[0].id, account.name, max_chats(request, account))
-    raise see_other(f"/chat/{conv.id}")
+        raise see_other(f"/pane/{pane}" if pane else "/")
+    conv = store.accept(queue[0].id, account.name, max_chats(request, account), pane)
+    raise see_other(back_to(pane, conv.id))
 
 
 @routes.get("/chat/{cid}", name="staff_chat")
@@ -95,9 +56,9 @@ async def chat(request: web.Request) -> web.Response:
     """One held chat: its frames, handing over, and links to this counsellor's other chats."""
     session, account = signed_in(request)
     conv = conversation(request, account)
-    others = sorted(n for n in request.app[keys.SESSIONS].staff_available() if n != account.name)
+    request.app[keys.CHAT].opened(conv, account.name)
     return page(request, "staff/chat.html", session, conv=conv, account=account,
-                colleagues=others, supervisor=is_supervisor(account))
+                colleagues=colleagues(request, account))
 
 
 def timeline(conv: Conversation) -> list[Message | StaffNote]:
@@ -106,12 +67,18 @@ def timeline(conv: Conversation) -> list[Message | StaffNote]:
 
 
 def staff_messages_frame(request: web.Request, account: Account, conv: Conversation, path: str) -> Frame:
-    """The staff view of a conversation: messages and staff-only notes, updating itself."""
+    """The staff view of a conversation: messages and staff-only notes, updating itself.
+
+    ``?pane=N``: shown in pane N of the workspace (its end-of-chat links stay in that pane).
+    """
     renderer = request.app[keys.RENDERER]
     paused = request.query.get("paused") == "1"
     check = next_check(request)
     holder = conv.counsellor == account.name
     lang = language(request, cookies.current(request))
+    pane = pane_number(request.query.get("pane", ""), account, request)
+    if pane:
+        path = f"{path}?pane={pane}"
 
     window = request.app[keys.CONFIG].poll.frame_messages
 
@@ -121,12 +88,10 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
         return renderer.render("staff/messages.html", lang, conv=conv, refresh_url=refresh_url,
                                timeline=lines[earlier:], earlier=earlier, wrapup_due=any(
                                    cid == conv.id for cid, _ in request.app[keys.STATS].pending_for(account.name)),
-                               paused=paused, check=check, site="staff").encode()
+                               paused=paused, check=check, site="staff", pane=pane).encode()
 
     def render(current: str, url: str) -> bytes:
-        if holder:
-            conv.staff_seen = conv.messages[-1].seq if conv.messages else 0
-        key = PageKey(Audience.STAFF, lang, paused, check, viewer="" if holder else account.name)
+        key = PageKey(Audience.STAFF, lang, paused, check, viewer="" if holder else account.name, pane=pane)
         cached = conv.rendered.get(key)
         if cached is None or not cached.fits(current, url):
             cached = conv.rendered[key] = Rendered(current, bool(url), page)
@@ -140,9 +105,11 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
 @routes.get("/chat/{cid}/messages", name="staff_messages")
 async def messages(request: web.Request) -> web.Response:
     """The counsellor's self-updating view of one conversation."""
-    _, account = signed_in(request)
+    session, account = signed_in(request)
     conv = conversation(request, account, write=False)
-    return await serve_frame(request, staff_messages_frame(request, account, conv, f"/chat/{conv.id}/messages"))
+    present(request, session)
+    return await serve_frame(request, staff_messages_frame(request, account, conv, f"/chat/{conv.id}/messages"),
+                             session)
 
 
 @routes.get("/chat/{cid}/history", name="staff_history")
@@ -217,12 +184,17 @@ async def note(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/chat/{cid}/urgent", name="staff_urgent")
 async def urgent(request: web.Request) -> web.StreamResponse:
-    """Mark a chat urgent: it stands out for everyone and supervisors are alerted."""
+    """Mark a chat urgent: it stands out for everyone and supervisors are alerted.
+
+    The form answers into the chat's messages frame, which shows the mark: the reply box
+    beside it keeps what was typed.
+    """
     session, account = signed_in(request)
     conv = conversation(request, account)
-    await read_form(request, session)
+    form = await read_form(request, session)
     request.app[keys.CHAT].mark_urgent(conv.id, account.name)
-    raise see_other(f"/chat/{conv.id}")
+    pane = pane_number(form.get("pane", ""), account, request)
+    raise see_other(f"/chat/{conv.id}/messages?pane={pane}#latest" if pane else f"/chat/{conv.id}/messages#latest")
 
 
 @routes.post("/chat/{cid}/transfer", name="staff_transfer")
@@ -233,14 +205,20 @@ async def transfer(request: web.Request) -> web.StreamResponse:
     form = await read_form(request, session)
     store = request.app[keys.CHAT]
     target = form.get("to", "")
+    pane = pane_number(form.get("pane", ""), account, request)
     if target == "queue":
         store.requeue(conv.id, account.name)
-        raise see_other("/")
+    else:
+        hand_over(request, account, conv, target, form.get("reason", ""))
+    raise see_other(f"/pane/{pane}" if pane else "/")
+
+
+def hand_over(request: web.Request, account: Account, conv: Conversation, target: str, reason: str) -> None:
+    """Give ``conv`` to the colleague ``target``; refused unless they are available for new chats."""
     colleague = request.app[keys.ACCOUNTS].get(target)
-    if colleague is None or target not in request.app[keys.SESSIONS].staff_available():
+    if colleague is None or target == account.name or target not in request.app[keys.SESSIONS].staff_available():
         raise Refused(ErrorCode.NOT_AVAILABLE)
-    store.transfer(conv.id, account.name, target, form.get("reason", ""), max_chats(request, colleague))
-    raise see_other("/")
+    request.app[keys.CHAT].transfer(conv.id, account.name, target, reason, max_chats(request, colleague))
 
 
 @routes.post("/chat/{cid}/block", name="staff_block")
@@ -248,9 +226,14 @@ async def block(request: web.Request) -> web.StreamResponse:
     """End an abusive visitor's chat and refuse new chats from their session for a while."""
     session, account = signed_in(request)
     conv = conversation(request, account)
-    await read_form(request, session)
+    form = await read_form(request, session)
     request.app[keys.CHAT].block(conv.id, account.name, request.app[keys.CONFIG].staff.block_minutes)
-    raise see_other(f"/wrapup/{conv.id}")
+    raise see_other(wrapup_url(conv.id, pane_number(form.get("pane", ""), account, request)))
+
+
+def wrapup_url(cid: str, pane: int) -> str:
+    """The wrap-up after a chat ended: in its pane, or as a page of its own."""
+    return f"/wrapup/{cid}?pane={pane}" if pane else f"/wrapup/{cid}"
 
 
 @routes.post("/chat/{cid}/end", name="staff_end")
@@ -258,30 +241,6 @@ async def end(request: web.Request) -> web.StreamResponse:
     """End the chat: the visitor is told, the text is wiped from memory, then the wrap-up."""
     session, account = signed_in(request)
     conv = conversation(request, account)
-    await read_form(request, session)
+    form = await read_form(request, session)
     request.app[keys.CHAT].end(conv.id, EndReason.STAFF_ENDED, actor=account.name)
-    raise see_other(f"/wrapup/{conv.id}")
-
-
-@routes.get("/mychats", name="mychats")
-async def mychats(request: web.Request) -> web.Response:
-    """A small self-updating list of this counsellor's chats, marking those with new messages."""
-    session, account = signed_in(request)
-    store = request.app[keys.CHAT]
-    renderer = request.app[keys.RENDERER]
-    requested = request.query.get("current", "")
-    # Only an id of one's own chats goes back into a URL: nothing else is echoed.
-    current_id = next((c.id for c in store.chats_of(account.name) if c.id == requested), "")
-
-    def stamp() -> str:
-        mine = store.chats_of(account.name)
-        return ".".join([str(store.board_version)] + [f"{c.version}" for c in mine])
-
-    def render(current: str, url: str) -> bytes:
-        return renderer.render("staff/mychats.html", language(request, session), mine=store.chats_of(account.name),
-                               current_id=current_id, queue_length=len(store.queue()), refresh_url=url,
-                               site="staff", session=session, urgent=urgent_live(request)).encode()
-
-    path = f"/mychats?current={current_id}" if current_id else "/mychats"
-    return await serve_frame(request, Frame(stamp=stamp, wait=board_or_chats_changed(store, account.name),
-                                            render=render, path=path))
+    raise see_other(wrapup_url(conv.id, pane_number(form.get("pane", ""), account, request)))

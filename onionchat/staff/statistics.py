@@ -36,7 +36,7 @@ from onionchat.web.csrf import read_form
 from onionchat.web.guard import Refused
 from onionchat.web.pages import see_other
 
-from .access import page, signed_in
+from .access import page, pane_number, signed_in
 
 routes = web.RouteTableDef()
 
@@ -72,13 +72,13 @@ async def wrapups(request: web.Request) -> web.Response:
     return page(request, "staff/wrapups.html", session, pending=pending)
 
 
-def wrapup_page(request: web.Request, session: Session, cid: str, chosen: dict[str, str], status: int = 200,
-                error: tuple[str, str] | None = None) -> web.Response:
-    """The wrap-up form, with earlier choices kept after an error."""
+def wrapup_page(request: web.Request, session: Session, cid: str, chosen: dict[str, str], pane: int,
+                status: int = 200, error: tuple[str, str] | None = None) -> web.Response:
+    """The wrap-up form (in workspace pane ``pane``, or a page of its own), earlier choices kept after an error."""
     settings = request.app[keys.CONFIG].stats
     questions = [(field, title, answers_of(settings, name)) for field, name, title in QUESTIONS]
     return page(request, "staff/wrapup.html", session, status=status, cid=cid, chosen=chosen, error=error,
-                contact_types=settings.contact_types, questions=questions)
+                contact_types=settings.contact_types, questions=questions, pane=pane)
 
 
 @routes.get("/wrapup/{cid}", name="wrapup")
@@ -87,7 +87,7 @@ async def wrapup_form(request: web.Request) -> web.Response:
     session, account = signed_in(request)
     cid = request.match_info["cid"]
     request.app[keys.STATS].pending(cid, account.name)
-    return wrapup_page(request, session, cid, {})
+    return wrapup_page(request, session, cid, {}, pane_number(request.query.get("pane", ""), account, request))
 
 
 @routes.post("/wrapup/{cid}", name="wrapup_post")
@@ -98,9 +98,11 @@ async def wrapup(request: web.Request) -> web.StreamResponse:
     cid = request.match_info["cid"]
     stats = request.app[keys.STATS]
     stats.pending(cid, account.name)
+    pane = pane_number(form.get("pane", ""), account, request)
+    done = f"/pane/{pane}" if pane else "/"  # the pane is free again, or the workspace
     if form.get("action") == "skip":
         stats.file_wrapup(cid, account.name, None)
-        raise see_other("/")
+        raise see_other(done)
     settings = request.app[keys.CONFIG].stats
     contact = form.get("contact", "")
     if contact not in settings.contact_types:
@@ -117,10 +119,10 @@ async def wrapup(request: web.Request) -> web.StreamResponse:
             if value:
                 chosen[field] = value
         if len(chosen) != len(QUESTIONS) + 1:
-            return wrapup_page(request, session, cid, chosen, status=400, error=MISSING)
+            return wrapup_page(request, session, cid, chosen, pane, status=400, error=MISSING)
         answers = chosen
     stats.file_wrapup(cid, account.name, answers)
-    raise see_other("/")
+    raise see_other(done)
 
 
 # -- statistics ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from onionchat.web.csrf import read_form
 from onionchat.web.pages import language, see_other
 from onionchat.web.poll import Frame, next_check, serve_frame
 
-from .access import conversation, page, signed_in
+from .access import conversation, page, present, signed_in
 from .chats import staff_messages_frame
 
 routes = web.RouteTableDef()
@@ -20,6 +20,7 @@ routes = web.RouteTableDef()
 async def overview(request: web.Request) -> web.Response:
     """Every waiting and open chat, urgent first, updating itself."""
     session, _ = signed_in(request, Role.SUPERVISOR)
+    present(request, session)
     store = request.app[keys.CHAT]
     renderer = request.app[keys.RENDERER]
 
@@ -32,7 +33,7 @@ async def overview(request: web.Request) -> web.Response:
                                paused=request.query.get("paused") == "1", check=next_check(request)).encode()
 
     frame = Frame(stamp=stamp, wait=lambda t: store.board_waiter()(t), render=render, path="/supervise")
-    return await serve_frame(request, frame)
+    return await serve_frame(request, frame, session)
 
 
 @routes.get("/supervise/{cid}", name="supervise_chat")
@@ -47,10 +48,11 @@ async def watch(request: web.Request) -> web.Response:
 @routes.get("/supervise/{cid}/messages", name="supervise_messages")
 async def watch_messages(request: web.Request) -> web.Response:
     """The self-updating read-only messages frame for a supervisor."""
-    _, account = signed_in(request, Role.SUPERVISOR)
+    session, account = signed_in(request, Role.SUPERVISOR)
     conv = conversation(request, account, write=False)
+    present(request, session)
     return await serve_frame(request, staff_messages_frame(request, account, conv,
-                                                           f"/supervise/{conv.id}/messages"))
+                                                           f"/supervise/{conv.id}/messages"), session)
 
 
 @routes.get("/supervise/{cid}/line", name="supervise_line")

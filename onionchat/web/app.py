@@ -24,7 +24,7 @@ from onionchat.web import keys, language
 from onionchat.web.guard import guard
 from onionchat.web.headers import add_headers
 from onionchat.web.keys import SiteSpec
-from onionchat.web.pages import style
+from onionchat.web.pages import favicon_ico, style
 from onionchat.web.render import Renderer
 
 log = logging.getLogger("onionchat")
@@ -88,7 +88,8 @@ def build_services(config: Config, accounts: AccountStore | None = None) -> Serv
         accounts=accounts or AccountStore(config.data_dir, password_min=config.staff.password_min),
         visitor_sessions=SessionStore(limits.sessions, limits.idle_minutes * 60, limits.resume_attempts),
         staff_sessions=SessionStore(1000, config.staff.idle_minutes * 60, idle_by_action=True,
-                                    lifetime_seconds=config.staff.session_hours * 3600),
+                                    lifetime_seconds=config.staff.session_hours * 3600,
+                                    presence_seconds=config.poll.presence_seconds()),
         renderer=Renderer(config),
         login_throttle=login_throttle(config),
         # One argon2id hash at a time: it already uses both cores (parallelism 2), and the
@@ -110,11 +111,18 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
     accounts = app[keys.ACCOUNTS]
 
     async def run() -> None:
+        available = app[keys.STAFF_SESSIONS].staff_available()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             app[keys.CHAT].sweep()
             app[keys.SESSIONS].sweep()
             app[keys.STAFF_SESSIONS].sweep()
+            # A counsellor whose browser closed stops counting without any request: tell the
+            # waiting visitors and the boards.
+            now_available = app[keys.STAFF_SESSIONS].staff_available()
+            if now_available != available:
+                available = now_available
+                app[keys.CHAT].notify_board()
             try:
                 changed = await asyncio.to_thread(accounts.reload_if_changed)
             except Exception as exc:  # noqa: BLE001 - a damaged file must not stop the sweeper
@@ -157,5 +165,6 @@ def new_app(services: Services, site: SiteSpec, sessions: SessionStore, default_
     app[keys.HOURS] = services.hours
     app.add_routes(language.routes)
     app.router.add_get("/static/style.css", style, name="style")
+    app.router.add_get("/favicon.ico", favicon_ico, name="favicon")
     app.on_response_prepare.append(add_headers)
     return app

@@ -19,6 +19,7 @@ from onionchat.stats import Stats
 from onionchat.throttle import LoginThrottle
 from onionchat.totp import PendingSteps
 from onionchat.turns import FairTurns
+from onionchat.web import favicon
 from onionchat.web.render import Renderer
 
 
@@ -37,6 +38,7 @@ class SiteSpec:
     cookie: str  # one cookie name per site: a browser using both never mixes the sessions
     languages: tuple[str, ...]  # languages a person may choose on this site's pages
     return_to: tuple[str, ...]  # where a language link may lead back to (never an open redirect)
+    icon: bytes  # /favicon.ico: a PNG
     cookie_prefix: str = field(init=False, repr=False)  # "name=", as it starts in a Cookie header
 
     def __post_init__(self) -> None:
@@ -44,8 +46,8 @@ class SiteSpec:
 
 
 VISITOR_SITE = SiteSpec(Site.VISITOR, "oc_visitor", i18n.VISITOR_LANGUAGES,
-                        ("/", "/chat", "/safety", "/goodbye", "/danger"))
-STAFF_SITE = SiteSpec(Site.STAFF, "oc_staff", i18n.STAFF_LANGUAGES, ("/", "/login", "/account"))
+                        ("/", "/chat", "/safety", "/goodbye", "/danger"), favicon.VISITOR_ICON)
+STAFF_SITE = SiteSpec(Site.STAFF, "oc_staff", i18n.STAFF_LANGUAGES, ("/", "/login", "/account"), favicon.STAFF_ICON)
 
 CONFIG = web.AppKey("config", Config)
 SITE = web.AppKey("site", SiteSpec)
@@ -62,3 +64,4 @@ CANNED = web.AppKey("canned", CannedReplies)
 STATS = web.AppKey("stats", Stats)
 HOURS = web.AppKey("hours", OfficeHours)
 PENDING = web.AppKey("pending_steps", PendingSteps)  # staff: logins between password and code
+FAVICONS = web.AppKey("favicons", favicon.Favicons)  # staff: the alert icons drawn so far

@@ -44,3 +44,9 @@ async def style(request: web.Request) -> web.Response:
     renderer = request.app[keys.RENDERER]
     return web.Response(body=renderer.css, content_type="text/css", charset="utf-8",
                         headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+
+async def favicon_ico(request: web.Request) -> web.Response:
+    """/favicon.ico, which browsers ask for by themselves: the site's plain icon (a PNG), never a 404."""
+    return web.Response(body=request.app[keys.SITE].icon, content_type="image/png",
+                        headers={"Cache-Control": "private, max-age=86400"})

@@ -34,6 +34,12 @@ class Frame:
     fragment: str = "#latest"  # where the next version opens; "" for a frame that keeps its newest in view itself
 
 
+class HeldCount(Protocol):
+    """Where serve_frame counts one browser's held requests (a staff session's ``held``)."""
+
+    held: int
+
+
 class FrameSource(Protocol):
     """What serve_frame needs; a Frame, or a class with these methods (no closures per request)."""
 
@@ -90,14 +96,30 @@ async def wait_any(waiters: Iterable[Waiter], timeout: float) -> bool:
             t.cancel()
 
 
-async def serve_frame(request: web.Request, frame: FrameSource) -> web.Response:
-    """Answer a frame request, holding it while the browser already shows the newest stamp."""
+async def serve_frame(request: web.Request, frame: FrameSource, budget: HeldCount | None = None) -> web.Response:
+    """Answer a frame request, holding it while the browser already shows the newest stamp.
+
+    With a ``budget`` (a staff browser's session), at most ``poll.staff_held_frames`` of that
+    browser's requests are held at once: a browser opens about six connections per server, and
+    with every one held by a frame a counsellor's Send would wait for a hold to end. A request
+    beyond the budget is answered at once and asks again after ``interval_seconds``.
+    """
     poll = request.app[keys.CONFIG].poll
     query = request.query
     paused = query.get("paused") == "1"
     stamp = frame.stamp()
+    delay = 0 if poll.mode == "hold" else poll.interval_seconds
     if poll.mode == "hold" and not paused and query.get("v") == stamp and not frame.final():
-        await frame.wait(float(poll.hold_seconds))
+        if budget is None:
+            await frame.wait(float(poll.hold_seconds))
+        elif budget.held < poll.staff_held_frames:
+            budget.held += 1
+            try:
+                await frame.wait(float(poll.hold_seconds))
+            finally:
+                budget.held -= 1
+        else:
+            delay = poll.interval_seconds
         stamp = frame.stamp()
     path = frame.path
     # The next URL must differ from the one on screen even when nothing changed: a refresh to
@@ -111,7 +133,8 @@ async def serve_frame(request: web.Request, frame: FrameSource) -> web.Response:
     # The whole header block, security headers included (the response hook has nothing to add).
     response = web.Response(body=body, headers=FRAME_HEADERS)
     if live:
-        delay = 0 if poll.mode == "hold" else poll.interval_seconds
-        # The header works even before the page is parsed; the page repeats it as a meta tag.
+        # The header works even before the page is parsed; visitor pages repeat it as a meta tag.
+        # Staff frames do not: where a page has both, browsers follow the shorter delay, and a
+        # frame beyond the budget must wait (checked in chromium and firefox-esr).
         response.headers[REFRESH] = f"{delay}; url={url}"
     return response
