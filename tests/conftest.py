@@ -100,7 +100,7 @@ class Site:
     async def get(self, path: str, **kwargs: Any) -> tuple[ClientResponse, str]:
         """GET a page and remember its CSRF token."""
         response = await self.client.get(path, allow_redirects=False, **kwargs)
-        text = await response.text()
+        text = await response.text(errors="replace")  # /favicon.ico is an image
         match = CSRF_RE.search(text)
         if match:
             self.csrf = match.group(1)

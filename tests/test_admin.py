@@ -33,8 +33,9 @@ from tests.test_security import assert_safe
 
 # Routes anyone may reach: the login steps (the code and enrolment steps lead back to the
 # password without one), the stylesheet, logout (which only ends the caller's own session),
-# and the language links (they change only how this browser's pages are worded).
-PUBLIC = {"/login", "/login/code", "/login/enrol", "/logout", "/lang/{code}"}
+# the language links (they change only how this browser's pages are worded) and the site's
+# plain icon, which browsers fetch by themselves.
+PUBLIC = {"/login", "/login/code", "/login/enrol", "/logout", "/lang/{code}", "/favicon.ico"}
 STATIC = "/static/"  # stylesheets: the same for everyone
 # The least role each part of the staff site needs; everything else needs a counsellor.
 ROLE_BY_PREFIX = (("/admin/", Role.ADMIN), ("/supervise", Role.SUPERVISOR), ("/stats", Role.SUPERVISOR))

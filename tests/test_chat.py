@@ -245,3 +245,46 @@ def test_the_visitors_danger_press_is_a_line_in_the_conversation_once() -> None:
     chat.end(conv.id, EndReason.VISITOR_LEFT)
     chat.mark_urgent(conv.id)
     assert conv.messages == []
+
+
+def test_each_held_chat_has_its_own_pane_and_a_just_ended_pane_comes_last() -> None:
+    chat = store()
+    convs = [chat.start(str(n))[0] for n in range(4)]
+    assert [chat.accept(c.id, "carla", max_chats=3).slot for c in convs[:3]] == [1, 2, 3]
+    chat.end(convs[0].id, EndReason.VISITOR_LEFT)
+    chat.end(convs[1].id, EndReason.VISITOR_LEFT)
+    chat.requeue(convs[2].id, "carla")
+    assert convs[2].slot == 0
+    # Pane 3 is free and shows nothing; panes 1 and 2 may still show an ended chat and its wrap-up.
+    assert chat.free_slot("carla", 3) == 3
+    assert chat.free_slot("carla", 3, preferred=2) == 2  # the pane the counsellor aimed at, when free
+    assert chat.accept(convs[3].id, "carla", max_chats=3, slot=1).slot == 1
+    assert chat.free_slot("carla", 3, preferred=1) == 3
+    assert chat.free_slot("dirk", 3) == 1
+
+
+def test_a_reply_is_due_while_the_visitor_wrote_last() -> None:
+    chat = store()
+    conv, _ = chat.start("a")
+    assert not conv.awaiting_reply
+    chat.post(conv.id, Author.VISITOR, "hello?")
+    assert conv.awaiting_reply
+    chat.accept(conv.id, "carla", max_chats=3)  # the 'joined' line is not an answer
+    assert conv.awaiting_reply
+    chat.post(conv.id, Author.STAFF, "I am here", sender="carla")
+    assert not conv.awaiting_reply
+
+
+def test_a_transfer_is_highlighted_until_the_new_counsellor_opens_it() -> None:
+    chat = store()
+    conv, _ = chat.start("a")
+    chat.accept(conv.id, "carla", max_chats=3)
+    other, _ = chat.start("b")
+    chat.accept(other.id, "dirk", max_chats=3)
+    chat.transfer(conv.id, "carla", "dirk", "", max_chats=3)
+    assert conv.handed_over and conv.slot == 2
+    version = chat.board_version
+    chat.opened(conv, "carla")  # not hers any more: nothing changes
+    assert conv.handed_over
+    chat.opened(conv, "dirk")
+    assert not conv.handed_over and chat.board_version > version

@@ -112,8 +112,8 @@ async def test_the_counsellor_sees_the_visitors_language(new_visitor: NewVisitor
     cid = only(services)
     assert services.chat.find(cid).lang == "pl"  # type: ignore[union-attr]
     staff = await new_staff("carla")
-    _, board = await staff.get("/")
-    assert '<td><span lang="pl" dir="ltr">Polski</span> (pl)' in board
+    _, board = await staff.get("/board")
+    assert '<span class="lang"><span lang="pl" dir="ltr">Polski</span> (pl)' in board
     # Switching mid-chat follows: the counsellor sees the language the visitor reads now.
     await visitor.get("/lang/uk?next=/chat")
     assert services.chat.find(cid).lang == "uk"  # type: ignore[union-attr]
@@ -151,8 +151,9 @@ async def test_staff_pages_in_english_and_dutch_only(new_staff: NewStaff) -> Non
     assert 'lang="en"' in board and ">Nederlands</a>" in board and ">Polski</a>" not in board
     response, _ = await staff.get("/lang/nl")
     assert response.status == 303
-    _, board = await staff.get("/")
-    assert 'lang="nl"' in board and "Er wacht niemand." in board and "Uitloggen" in board
+    _, workspace = await staff.get("/")
+    _, board = await staff.get("/board")
+    assert 'lang="nl"' in board and "Er wacht niemand." in board and "Uitloggen" in workspace
     response, _ = await staff.get("/lang/ar")
     assert response.status == 404
 

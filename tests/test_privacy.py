@@ -181,7 +181,7 @@ async def login(server: Server, name: str) -> Browser:
 
 async def cid_from(staff: Browser) -> str:
     """The id of the first chat in the counsellor's queue on the dashboard."""
-    _, board, _ = await staff.get("/")
+    _, board, _ = await staff.get("/board")
     match = re.search(r'action="/accept/([A-Za-z0-9_-]+)"', board)
     assert match, "no waiting chat on the dashboard"
     return match.group(1)

@@ -1,4 +1,4 @@
-"""The staff site: login with throttling, the dashboard, accepting, several chats, ending."""
+"""The staff site: login with throttling, the board, accepting, several chats, ending."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ async def test_login_page_has_labelled_fields(aiohttp_client: AiohttpClient, ser
 
 async def test_pages_need_a_login(aiohttp_client: AiohttpClient, services: Services) -> None:
     site = await staff_site(aiohttp_client, services)
-    for path in ("/", "/chat/abc", "/chat/abc/messages", "/mychats"):
+    for path in ("/", "/status", "/board", "/pane/1", "/alerts", "/chat/abc", "/chat/abc/messages"):
         response, _ = await site.get(path)
         assert response.status == 303 and response.headers["Location"] == "/login"
 
@@ -40,8 +40,8 @@ async def test_login_regenerates_the_session(aiohttp_client: AiohttpClient, serv
     after = next(c.value for c in site.client.session.cookie_jar if c.key == "oc_staff")
     assert after != before
     assert services.staff_sessions.get(before) is None  # a planted id is worthless after login
-    _, board = await site.get("/")
-    assert site.csrf != old_csrf and "Dashboard" in board
+    _, workspace = await site.get("/")
+    assert site.csrf != old_csrf and 'src="/board"' in workspace
 
 
 async def test_failed_logins_are_throttled_per_account(aiohttp_client: AiohttpClient,
@@ -59,23 +59,25 @@ async def test_failed_logins_are_throttled_per_account(aiohttp_client: AiohttpCl
     assert response.status == 303
 
 
-async def test_dashboard_title_counts_the_waiting(new_visitor: NewVisitor, new_staff: NewStaff) -> None:
+async def test_board_and_alerts_count_the_waiting(new_visitor: NewVisitor, new_staff: NewStaff) -> None:
     staff = await new_staff("carla")
-    _, board = await staff.get("/")
-    assert "<title>onionchat</title>" in board and "Nobody is waiting" in board
+    _, board = await staff.get("/board")
+    _, alerts = await staff.get("/alerts")
+    assert "Nobody is waiting" in board and "<title>onionchat</title>" in alerts
     for nickname in ("Mia", "<i>Ana</i>"):
         await start_chat(await new_visitor(), nickname)
-    _, board = await staff.get("/")
-    assert "<title>(2) onionchat</title>" in board
+    _, board = await staff.get("/board")
+    _, alerts = await staff.get("/alerts")
+    assert "<title>(2) onionchat</title>" in alerts
     assert "Mia" in board and "&lt;i&gt;Ana&lt;/i&gt;" in board and "<i>Ana" not in board
     assert board.count(">Accept</button>") == 2
 
 
-async def test_dashboard_poll_wakes_when_a_visitor_arrives(new_visitor: NewVisitor, new_staff: NewStaff) -> None:
+async def test_board_poll_wakes_when_a_visitor_arrives(new_visitor: NewVisitor, new_staff: NewStaff) -> None:
     import asyncio
 
     staff = await new_staff("carla")
-    response, _ = await staff.get("/")
+    response, _ = await staff.get("/board")
     next_url = response.headers["Refresh"].split("url=", 1)[1].split("#")[0]
     held = asyncio.create_task(staff.get(next_url))
     await asyncio.sleep(0.2)
@@ -83,7 +85,7 @@ async def test_dashboard_poll_wakes_when_a_visitor_arrives(new_visitor: NewVisit
     began = time.perf_counter()
     await start_chat(await new_visitor(), "Mia")
     _, board = await asyncio.wait_for(held, 2)
-    assert time.perf_counter() - began < 1 and "(1) onionchat" in board
+    assert time.perf_counter() - began < 1 and "Waiting (1)" in board and "Mia" in board
 
 
 async def test_accept_chat_and_end(new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> None:
@@ -91,18 +93,27 @@ async def test_accept_chat_and_end(new_visitor: NewVisitor, new_staff: NewStaff,
     await start_chat(visitor, "Mia")
     cid = only(services)
     staff = await new_staff("carla")
-    response, _ = await staff.post(f"/accept/{cid}")
-    assert response.headers["Location"] == f"/chat/{cid}"
-    _, page = await staff.get(f"/chat/{cid}")
-    assert ">End chat</button>" in page and f"/chat/{cid}/messages" in page
+    response, _ = await staff.post(f"/accept/{cid}", {"pane": "1"})
+    assert response.headers["Location"] == "/pane/1"
+    _, pane = await staff.get("/pane/1")
+    # Ending takes a second step: the button is inside a <details> that says what happens.
+    assert "<summary>End chat</summary>" in pane and ">Yes, end the chat</button>" in pane
+    assert f'src="/chat/{cid}/messages?pane=1#latest"' in pane and 'name="msgs-1"' in pane
     await staff.get(f"/chat/{cid}/compose")
     response, _ = await staff.post(f"/chat/{cid}/send", {"text": "Hello Mia"})
     assert response.headers["Location"] == f"/chat/{cid}/compose"
     _, seen = await visitor.get("/chat/messages")
     assert "Hello Mia" in seen
-    await staff.get(f"/chat/{cid}")
-    await staff.post(f"/chat/{cid}/end")
+    await staff.get("/pane/1")
+    response, _ = await staff.post(f"/chat/{cid}/end", {"pane": "1"})
+    assert response.headers["Location"] == f"/wrapup/{cid}?pane=1"  # the wrap-up in the same pane
     assert services.chat.get(cid).state is State.ENDED
+    response, wrapup = await staff.get(f"/wrapup/{cid}?pane=1")
+    assert 'class="bar staff"' not in wrapup and 'name="pane" value="1"' in wrapup  # no header inside a pane
+    response, _ = await staff.post(f"/wrapup/{cid}", {"action": "skip", "pane": "1"})
+    assert response.headers["Location"] == "/pane/1"
+    _, pane = await staff.get("/pane/1")
+    assert "Pane 1 is free" in pane
 
 
 async def test_a_second_counsellor_cannot_take_or_read_a_taken_chat(
@@ -122,22 +133,27 @@ async def test_a_second_counsellor_cannot_take_or_read_a_taken_chat(
     assert response.status == 403
 
 
-async def test_several_chats_at_once_with_new_message_marks(
+async def test_several_chats_at_once_each_in_its_pane_with_new_message_marks(
         new_visitor: NewVisitor, new_staff: NewStaff, services: Services) -> None:
-    await start_chat(await new_visitor(), "One")
-    await start_chat(await new_visitor(), "Two")
-    first, second = (c.id for c in services.chat.queue())
+    for nickname in ("One", "Two", "Three"):
+        await start_chat(await new_visitor(), nickname)
+    first, second, third = (c.id for c in services.chat.queue())
     staff = await new_staff("carla")
-    await staff.post(f"/accept/{first}")
-    await staff.post(f"/accept/{second}")
-    await staff.get(f"/chat/{first}/messages")
-    await staff.get(f"/chat/{second}/messages")
+    for cid, pane in ((first, "1"), (second, "2"), (third, "3")):
+        response, _ = await staff.post(f"/accept/{cid}", {"pane": pane})
+        assert response.headers["Location"] == f"/pane/{pane}"
+    for pane, nickname in (("1", "One"), ("2", "Two"), ("3", "Three")):
+        _, page = await staff.get(f"/pane/{pane}")
+        assert f"Chat with {nickname}" in page
     services.chat.post(second, Author.VISITOR, "are you there?")
-    _, chats = await staff.get(f"/mychats?current={first}")
-    assert f'href="/chat/{first}"' in chats and f'href="/chat/{second}"' in chats
-    assert chats.count(">new</strong>") == 1
-    _, board = await staff.get("/")
-    assert "new message" in board
+    _, board = await staff.get("/board")
+    assert board.count(">new message</strong>") == 1
+    # The board's links to open chats only scroll the workspace: they never reload a pane.
+    for pane in ("1", "2", "3"):
+        assert f'href="/#pane-{pane}" target="_top"' in board
+    await staff.post(f"/chat/{second}/send", {"text": "yes"})
+    _, board = await staff.get("/board")
+    assert ">new message</strong>" not in board  # answered
 
 
 async def test_chat_limit_per_counsellor(new_visitor: NewVisitor, new_staff: NewStaff,
@@ -151,6 +167,8 @@ async def test_chat_limit_per_counsellor(new_visitor: NewVisitor, new_staff: New
         assert response.status == 303
     response, page = await staff.post(f"/accept/{ids[-1]}")
     assert response.status == 409 and "as many chats as allowed" in page
+    _, board = await staff.get("/board")
+    assert "You hold as many chats as allowed." in board and board.count(" disabled>") == 2  # next, and the row
 
 
 async def test_logout_and_removed_accounts_lose_access(new_staff: NewStaff, services: Services) -> None:

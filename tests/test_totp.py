@@ -153,7 +153,7 @@ async def test_login_with_a_code_and_replay_refused(aiohttp_client: AiohttpClien
     site = await staff_site(aiohttp_client, services)
     response, _ = await site.post("/login", {"username": "carla", "password": PASSWORD})
     assert response.status == 303 and response.headers["Location"] == "/login/code"
-    for path in ("/", "/account", "/mychats"):  # not signed in until the code is right
+    for path in ("/", "/account", "/board"):  # not signed in until the code is right
         response, _ = await site.get(path)
         assert response.status == 303 and response.headers["Location"] == "/login"
     response, page = await site.get("/login/code")
@@ -168,7 +168,7 @@ async def test_login_with_a_code_and_replay_refused(aiohttp_client: AiohttpClien
     response, _ = await site.post("/login/code", {"code": used.at((account.totp_step + 1) * 30)})
     assert response.status == 303 and response.headers["Location"] == "/"
     response, page = await site.get("/")
-    assert response.status == 200 and "Dashboard" in page
+    assert response.status == 200 and "Workspace" in page
     # Someone who watched that code cannot use it, not even after a restart.
     other = await staff_site(aiohttp_client, services)
     await other.post("/login", {"username": "carla", "password": PASSWORD})
@@ -232,7 +232,7 @@ async def test_required_2fa_sends_to_enrolment_and_nothing_else(aiohttp_client: 
     site = await staff_site(aiohttp_client, services)
     response, _ = await site.post("/login", {"username": "carla", "password": PASSWORD})
     assert response.status == 303 and response.headers["Location"] == "/login/enrol"
-    for path in ("/", "/account", "/account/2fa", "/mychats", "/supervise", "/admin/staff"):
+    for path in ("/", "/account", "/account/2fa", "/board", "/supervise", "/admin/staff"):
         response, _ = await site.get(path)
         assert response.status == 303 and response.headers["Location"] == "/login", path
     response, page = await site.get("/login/enrol")
@@ -245,7 +245,7 @@ async def test_required_2fa_sends_to_enrolment_and_nothing_else(aiohttp_client: 
     response, _ = await site.post("/login/enrol", {"code": code_at(secret)})
     assert response.status == 303 and response.headers["Location"] == "/"
     response, page = await site.get("/")
-    assert response.status == 200 and "Dashboard" in page
+    assert response.status == 200 and "Workspace" in page
     account = services.accounts.get("carla")
     assert account is not None and account.totp_secret == secret
     # From now on the code step, and the enrolment code is used up.

@@ -37,7 +37,9 @@ async def test_session_cookie_is_httponly_strict_and_never_in_a_url(new_visitor:
         assert sid not in page
 
 
-async def test_start_then_wait_in_line_with_an_estimate(new_visitor: NewVisitor, services: Services) -> None:
+async def test_start_then_wait_in_line_with_an_estimate(new_visitor: NewVisitor, new_staff: NewStaff,
+                                                       services: Services) -> None:
+    await new_staff("carla")  # one counsellor available: the estimate is theirs to keep
     first = await new_visitor()
     second = await new_visitor()
     await start_chat(first, "Mia")
@@ -64,7 +66,7 @@ async def test_first_message_while_waiting_reaches_the_counsellor(
     response, _ = await visitor.post("/chat/send", {"text": "I need help"})
     assert response.status == 303 and response.headers["Location"] == "/chat/compose"
     staff = await new_staff("carla")
-    _, board = await staff.get("/")
+    _, board = await staff.get("/board")
     assert "I need help" in board and "Mia" in board
     cid = only(services)
     await staff.post(f"/accept/{cid}")

@@ -46,11 +46,11 @@ async def test_urgent_visitor_jumps_the_queue_and_sees_what_to_do(
     assert [c.nickname for c in services.chat.queue()] == ["Scared", "Calm"]
 
     counsellor = await new_staff("carla")
-    _, board = await counsellor.get("/")
-    assert 'class="urgent"' in board and "URGENT" in board and "in danger" in board
+    _, board = await counsellor.get("/board")
+    assert 'class="urgent"' in board and "URGENT" in board and "1 urgent" in board
     supervisor = await new_staff("sam")
-    _, board = await supervisor.get("/")
-    assert "<title>URGENT (2) onionchat</title>" in board and 'class="banner"' in board
+    _, alerts = await supervisor.get("/alerts")
+    assert "<title>URGENT (2) onionchat</title>" in alerts and "a visitor says they are in danger" in alerts
     scared_id = services.chat.queue()[0].id
     response, _ = await counsellor.post("/accept-next")
     assert response.headers["Location"] == f"/chat/{scared_id}"
@@ -310,12 +310,12 @@ async def test_canned_reply_is_inserted_without_losing_typed_text(services: Serv
 
 
 @pytest.mark.parametrize("role_name", ["carla", "sam"])
-async def test_dashboard_shows_language_of_each_visitor(new_visitor: NewVisitor, new_staff: NewStaff,
+async def test_board_shows_language_of_each_visitor(new_visitor: NewVisitor, new_staff: NewStaff,
                                                         role_name: str) -> None:
     await start_chat(await new_visitor())
     staff = await new_staff(role_name)
-    _, board = await staff.get("/")
-    assert '<td><span lang="en" dir="ltr">English</span> (en)</td>' in board
+    _, board = await staff.get("/board")
+    assert '<span class="lang"><span lang="en" dir="ltr">English</span> (en)</span>' in board
 
 
 async def test_counsellor_is_offered_the_wrapup_when_the_visitor_leaves(services: Services,

@@ -146,7 +146,7 @@ class World:
         """Every page that shows the stored texts, and the textareas that carry ``typed`` back."""
         cid, first, carla, sam = self.cid, self.first, self.carla, self.sam
         pages = {
-            "staff dashboard (nicknames, previews)": (await carla.get("/"))[1],
+            "staff board (nicknames, previews)": (await carla.get("/board"))[1],
             "supervisor overview": (await sam.get("/supervise"))[1],
             "visitor chat page": (await first.get("/chat"))[1],
             "visitor messages frame": (await first.get("/chat/messages"))[1],
@@ -154,7 +154,7 @@ class World:
             "staff chat page (nickname)": (await carla.get(f"/chat/{cid}"))[1],
             "staff messages and notes": (await carla.get(f"/chat/{cid}/messages"))[1],
             "staff compose (canned titles)": (await carla.get(f"/chat/{cid}/compose"))[1],
-            "staff chat list": (await carla.get(f"/mychats?current={cid}"))[1],
+            "staff workspace pane (nickname)": (await carla.get("/pane/1"))[1],
             "supervisor read-only view": (await sam.get(f"/supervise/{cid}"))[1],
             "supervisor messages frame": (await sam.get(f"/supervise/{cid}/messages"))[1],
             "admin canned replies": (await self.alex.get("/admin/canned"))[1],
@@ -177,7 +177,6 @@ class World:
             conv.messages[:] = [replace(m, text="plain message") if m.text else m for m in conv.messages]
             conv.notes[:] = [replace(n, text="plain note") for n in conv.notes]
             conv.rendered.clear()
-            conv.staff_seen = 0  # as unread as in the first rendering
         canned = self.services.canned
         canned._replies = {k: replace(r, title="plain title", text="plain reply")
                            for k, r in canned._replies.items()}
