@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from onionchat.errors import ErrorCode, LimitReached
 from onionchat.throttle import Throttle
@@ -37,7 +38,9 @@ class Session:
     # staff: when a self-updating staff page of this browser last asked for its next version
     # (the store's clock). Not an action by the person: it says the page is open, for presence.
     frames_asked_at: float = 0.0
-    held: int = 0  # self-updating frames of this browser held open right now (web.poll's budget)
+    # staff: the self-updating frame requests of this browser held open right now, by id, for
+    # web.poll's budget (opaque here; made on the first one).
+    holding: dict[int, Any] | None = None
     resume_throttle: Throttle = field(default_factory=lambda: Throttle(5, 600.0))
 
     def csrf_ok(self, token: str) -> bool:

@@ -8,8 +8,8 @@ chromium (Playwright, JavaScript off, launched by tests/chromium.py):
                                    ``text``, ``tab_title``, ``overflow``, ``rect``, ``scroll``,
                                    ``visible_items``
     ``Visitor(page, server)``      the visitor's tab: ``start``, ``send``, ``sees``, ``shown``, ``box``
-    ``Counsellor(page, server)``   a counsellor's tab: ``log_in``, ``accept``, ``send``, ``sees``,
-                                   ``title_becomes``, ``still_dashboard``, ``wrap_up``
+    ``Counsellor(page, server)``   a counsellor's workspace tab: ``log_in``, ``board_shows``, ``accept``
+                                   (into a pane), ``send``, ``sees``, ``end_chat``, ``wrap_up``
     ``assert_within_view(page, locator, what)``  on screen without scrolling
 Firefox ESR (Marionette, launched by tests/firefox.py):
     ``in_frame``, ``frame_text``, ``wait_for``, ``shoot_firefox``, ``measure`` (the same figures as
@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from playwright.sync_api import FrameLocator, Locator, Page, expect
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.chromium import DESKTOP, PHONE
 from tests.liveserver import PASSWORD, LiveServer, NeutralPage, live_server, merged
@@ -49,9 +48,6 @@ if TYPE_CHECKING:
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 STEP_MS = 10_000  # the most any step may take by itself on a busy machine
 LOGIN_S = 30.0  # argon2id with production costs, one login at a time
-CLICK_TRIES = 5  # clicks on the live dashboard before a press counts as broken (see press_on_dashboard)
-CLICK_ANSWER_MS = 3_000  # how long a pressed button may take to send its form
-DASHBOARD_TITLE = re.compile(r"(URGENT )?(\(\d+\) )?onionchat")  # "Log in – onionchat" is not one
 CSRF_RE = re.compile(r'name="_csrf" value="([^"]+)"')
 
 # Run by the harness, never by the page: rectangles in the top page's viewport (CSS px).
@@ -153,11 +149,13 @@ class Screen:
         targets = self.browser_cdp.send("Target.getTargets")["targetInfos"]
         return next(str(t["title"]) for t in targets if t["targetId"] == self.target)
 
-    def text(self, iframe: str | None = None) -> str:
-        """The rendered text of the page, or of the iframe matching the CSS selector ``iframe``."""
-        selector = json.dumps(iframe)
-        expression = (f"(() => {{ const f = {selector} === null ? null : document.querySelector({selector});"
-                      " const d = f === null ? document : f.contentDocument;"
+    def text(self, *iframes: str) -> str:
+        """The rendered text of the page, or of the iframe reached through the CSS selectors ``iframes``.
+
+        Several selectors name nested frames: a workspace pane, then the messages frame inside it.
+        """
+        expression = (f"(() => {{ let d = document; for (const s of {json.dumps(list(iframes))}) {{"
+                      " const f = d && d.querySelector(s); d = f ? f.contentDocument : null; }"
                       " return d && d.body ? d.body.innerText : ''; })()")
         return str(self.evaluate(expression) or "")
 
@@ -234,13 +232,22 @@ class ChatTab:
         return self._screen
 
     @property
+    def chat(self) -> Page | FrameLocator:
+        """The document holding the chat's frames."""
+        return self.page
+
+    def frames(self, frame: str) -> tuple[str, ...]:
+        """The CSS selectors of the iframes that lead from the page to the chat's ``frame``."""
+        return (frame,)
+
+    @property
     def messages(self) -> FrameLocator:
         """For frames that have stopped updating (an ended chat): ordinary locators work there."""
-        return self.page.frame_locator(self.MESSAGES)
+        return self.chat.frame_locator(self.MESSAGES)
 
     @property
     def compose(self) -> FrameLocator:
-        return self.page.frame_locator(self.COMPOSE)
+        return self.chat.frame_locator(self.COMPOSE)
 
     @property
     def box(self) -> Locator:
@@ -258,7 +265,7 @@ class ChatTab:
 
     def shown(self) -> str:
         """The text of the messages frame as it is on screen now."""
-        return self.screen.text(self.MESSAGES)
+        return self.screen.text(*self.frames(self.MESSAGES))
 
     def sees(self, text: str, timeout_s: float = STEP_MS / 1000) -> float:
         """Wait until ``text`` is in the messages frame; the seconds that took."""
@@ -287,121 +294,114 @@ class Visitor(ChatTab):
 
 
 class Counsellor(ChatTab):
-    """A counsellor's tab on the staff site."""
+    """A counsellor's workspace tab: the board, and a pane for each chat (or a chat page of its own).
 
+    The workspace page never reloads by itself, so ordinary locators work on it and on its panes;
+    the board and the messages frames are self-updating (always a held request in flight) and are
+    read through DevTools (Screen), as the visitor's messages frame is.
+    """
+
+    BOARD = 'iframe[name="board"]'
+    STATUS = 'iframe[name="status"]'
     MESSAGES = 'iframe[title="Messages"]'
     COMPOSE = 'iframe[title="Write a message"]'
     BOX = "Your reply to the visitor"
     WHO = "the counsellor"
 
+    def __init__(self, page: Page, server: LiveServer) -> None:
+        super().__init__(page, server)
+        self.pane = 0  # the workspace pane of the chat this tab works in; 0: a chat page of its own
+
+    def in_pane(self, pane: int) -> FrameLocator:
+        """The document of workspace pane ``pane``."""
+        return self.page.frame_locator(f'iframe[name="pane-{pane}"]')
+
+    @property
+    def chat(self) -> Page | FrameLocator:
+        """Where the chat's frames are: its pane, or the page itself."""
+        return self.in_pane(self.pane) if self.pane else self.page
+
+    def frames(self, frame: str) -> tuple[str, ...]:
+        return (f'iframe[name="pane-{self.pane}"]', frame) if self.pane else (frame,)
+
     def log_in(self, name: str) -> None:
-        """Username, Password, Log in: lands on the live dashboard."""
+        """Username, Password, Log in: lands on the workspace, its board filled in."""
         go(self.page, self.server.staff_url + "login")
         self.page.get_by_label("Username").fill(name)
         self.page.get_by_label("Password").fill(self.server.accounts[name])
-        # The dashboard refreshes itself into a held request at once; Playwright would wait
-        # for that navigation to "finish", i.e. for the hold.
-        self.page.get_by_role("button", name="Log in").click(no_wait_after=True)
-        # The dashboard's title may count the waiting line ("(1) onionchat").
-        until(lambda: DASHBOARD_TITLE.fullmatch(self.screen.tab_title()) is not None, "the dashboard", LOGIN_S)
+        # The board refreshes itself into a held request at once: do not wait for that to "load".
+        self.page.get_by_role("button", name=re.compile("Log in|Inloggen")).click(no_wait_after=True)
+        until(lambda: "(" in self.board(), "the workspace's board", LOGIN_S)
 
     def log_in_still(self, name: str) -> None:
-        """Log in, then show the dashboard with updates paused (a page DevTools can inspect)."""
+        """Log in with the page's own language (axe's tests): the workspace, its board's first refresh in flight."""
         go(self.page, self.server.staff_url + "login")
         self.page.get_by_label("Username").fill(name)
         self.page.get_by_label("Password").fill(self.server.accounts[name])
-        # Wait for the live dashboard's first self-refresh to be in flight: a refresh still to
-        # come would replace the still copy opened next.
-        with self.page.expect_request(lambda r: r.url.startswith(self.server.staff_url + "?v="),
+        with self.page.expect_request(lambda r: r.url.startswith(self.server.staff_url + "board?v="),
                                       timeout=LOGIN_S * 1000):
             self.page.get_by_role("button", name=re.compile("Log in|Inloggen")).click(no_wait_after=True)
-        go(self.page, self.server.staff_url + "?paused=1")
-        expect(self.page.locator("h1")).to_have_text(re.compile("Dashboard|Overzicht"))
+        expect(self.page.locator("h1")).to_have_text(re.compile("Workspace|Werkplek"))
 
-    # The dashboard is a page whose own next version is always a held request in flight; while
-    # a page's navigation is pending, Chromium answers no DevTools request about that page (no
-    # query, no evaluation, no screenshot), though the person still sees and uses it. So the
-    # live dashboard is observed through its tab title, which the browser itself keeps, and its
-    # contents on a still copy (updates paused) in a second tab of the same size.
+    def board(self) -> str:
+        """The text of the workspace's board as it is on screen now."""
+        return self.screen.text(self.BOARD)
 
-    def title_becomes(self, title: str, timeout_s: float = STEP_MS / 1000) -> float:
-        """Wait until the tab's title is ``title``; the seconds that took."""
-        return until(lambda: self.screen.tab_title() == title, f"the counsellor's tab titled {title!r}", timeout_s)
+    def board_shows(self, text: str, timeout_s: float = STEP_MS / 1000) -> float:
+        """Wait until the board has ``text``; the seconds that took."""
+        return until(lambda: text in self.board(), f"the board showing {text!r}", timeout_s)
 
-    def still_dashboard(self) -> Page:
-        """A second tab showing the dashboard with updates paused (close it after use)."""
-        twin = self.page.context.new_page()
-        size = self.page.viewport_size
-        assert size is not None
-        twin.set_viewport_size(size)
-        twin.goto(self.server.staff_url + "?paused=1")
-        return twin
-
-    def dashboard_shows(self, text: str) -> float:
-        """Wait until the dashboard has ``text``; the seconds that took."""
-        def shows() -> bool:
-            twin = self.still_dashboard()
-            try:
-                return text in twin.locator("body").inner_text()
-            finally:
-                twin.close()
-        return until(shows, f"the dashboard showing {text!r}")
-
-    def press_on_dashboard(self, name: str) -> None:
-        """Press the live dashboard's button ``name`` with the mouse, where the still copy has it.
-
-        A click that lands while the dashboard is swapping to its next version is dropped by
-        the browser (it takes no input until the new version is painted); a person sees that
-        nothing happened and clicks again, and so does this, looking the button up afresh.
-        """
-        for _ in range(CLICK_TRIES):
-            twin = self.still_dashboard()
-            try:
-                box = twin.get_by_role("button", name=name).bounding_box()
-                assert box is not None, f"{name} is not on the dashboard"
-            finally:
-                twin.close()
-            try:
-                with self.page.expect_request(lambda r: r.method == "POST", timeout=CLICK_ANSWER_MS):
-                    self.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-                return
-            except PlaywrightTimeout:
-                continue
-        raise AssertionError(f"pressing {name!r} on the live dashboard sent nothing in {CLICK_TRIES} tries")
+    def pane_of(self, nickname: str) -> int:
+        """The workspace pane showing the chat with ``nickname`` (waiting for it to open)."""
+        heading = f"Chat with {nickname}"
+        panes = range(1, 10)
+        until(lambda: any(heading in self.screen.text(f'iframe[name="pane-{n}"]') for n in panes),
+              f"a pane showing {heading!r}")
+        return next(n for n in panes if heading in self.screen.text(f'iframe[name="pane-{n}"]'))
 
     def accept(self, nickname: str) -> None:
-        """Accept the waiting visitor from the live dashboard; the chat page opens."""
-        self.dashboard_shows(nickname)
-        self.press_on_dashboard(f"Accept {nickname}")
-        expect(self.page.get_by_role("heading", name=f"Chat with {nickname}")).to_be_visible()
+        """Accept the waiting visitor from the board; the chat opens in a free pane, which this tab then uses."""
+        self.board_shows(nickname)
+        self.page.frame_locator(self.BOARD).get_by_role("button", name=f"Accept {nickname}").click(no_wait_after=True)
+        self.pane = self.pane_of(nickname)
 
     def accept_still(self, nickname: str) -> str:
-        """Accept ``nickname`` from the still dashboard (see log_in_still); the chat id."""
-        go(self.page, self.server.staff_url + "?paused=1")
-        self.page.get_by_role("button", name=f"Accept {nickname}").click()
-        self.page.wait_for_url(re.compile(r"/chat/[^/]+$"), wait_until="domcontentloaded")
-        return self.page.url.rsplit("/", 1)[1]
+        """Accept ``nickname`` from the board with updates paused (it lists everyone waiting); the chat id."""
+        go(self.page, self.server.staff_url)
+        board = self.page.locator(self.BOARD).element_handle().content_frame()
+        assert board is not None
+        board.goto(self.server.staff_url + "board?paused=1", wait_until="domcontentloaded")
+        self.page.frame_locator(self.BOARD).get_by_role("button", name=f"Accept {nickname}").click(
+            no_wait_after=True)
+        source = self.in_pane(self.pane_of(nickname)).locator("iframe.messages-frame").get_attribute("src")
+        assert source is not None
+        return source.split("/")[2]
 
     def send_in(self, cid: str, text: str) -> None:
-        """Open chat ``cid``, send ``text`` and see it in the chat."""
+        """Open chat ``cid`` in a page of its own, send ``text`` and see it in the chat."""
         go(self.page, f"{self.server.staff_url}chat/{cid}")
-        self.compose.get_by_label(self.BOX).fill(text)
-        self.compose.get_by_role("button", name="Send").click()
+        self.page.frame_locator(self.COMPOSE).get_by_label(self.BOX).fill(text)
+        self.page.frame_locator(self.COMPOSE).get_by_role("button", name="Send").click()
         expect(self.page.frame_locator(self.MESSAGES).get_by_text(text)).to_be_visible()
 
+    def end_chat(self) -> None:
+        """End chat, then the second step that confirms it (English or Dutch)."""
+        self.chat.get_by_text(re.compile("^(End chat|Chat beëindigen)$")).click()
+        self.chat.get_by_role("button", name=re.compile("Yes, end the chat|Ja, chat beëindigen")).click()
+
     def wrap_up(self) -> None:
-        """The wrap-up after a chat: a test contact, saved; back on the dashboard."""
-        expect(self.page.get_by_role("heading", name="Wrap-up")).to_be_visible()
-        self.page.get_by_label("test", exact=True).check()
-        self.page.get_by_role("button", name="Save wrap-up").click(no_wait_after=True)
-        self.title_becomes("onionchat")
+        """The wrap-up after a chat, in its pane: a test contact, saved; the pane is free again."""
+        expect(self.chat.get_by_role("heading", name="Wrap-up")).to_be_visible()
+        self.chat.get_by_label("test", exact=True).check()
+        self.chat.get_by_role("button", name="Save wrap-up").click()
+        expect(self.chat.get_by_role("heading", name=f"Pane {self.pane} is free")).to_be_visible()
 
 
 class StaffClient:
     """A counsellor over plain HTTP with cookies (loopback only), for tests about the visitor's browser.
 
-    Fast and quiet on a busy machine: no second browser tab holding requests. The pages it reads
-    are the still copies (``?paused=1``), which answer at once.
+    Fast and quiet on a busy machine: no second browser tab holding requests. The board it reads
+    is the still copy (``/board?paused=1``), which answers at once.
     """
 
     def __init__(self, server: LiveServer) -> None:
@@ -439,21 +439,22 @@ class StaffClient:
         self.request("/login")
         status, _, _ = self.request("/login", {"username": name, "password": self.server.accounts[name]})
         assert status == 303, f"login of {name} failed ({status})"
-        self.request("/?paused=1")
+        self.request("/board?paused=1")
 
     def accept(self, nickname: str, timeout_s: float = STEP_MS / 1000) -> str:
         """Accept the waiting visitor ``nickname`` (waiting for them to appear); the chat id."""
-        pattern = re.compile(r'action="/accept/([^"]+)"[^<]*<input[^>]*>\s*<button[^>]*aria-label="Accept '
+        pattern = re.compile(r'action="/accept/([^"]+)"[^>]*>(?:\s*<input[^>]*>)*\s*<button[^>]*aria-label="Accept '
                              + re.escape(nickname) + '"')
         found: list[str] = []
 
         def waiting() -> bool:
-            match = pattern.search(self.request("/?paused=1")[2])
+            # The board with updates paused lists everyone waiting, and answers at once.
+            match = pattern.search(self.request("/board?paused=1")[2])
             if match:
                 found.append(match.group(1))
             return bool(match)
 
-        until(waiting, f"{nickname} waiting on the dashboard", timeout_s, lambda: time.sleep(0.05))
+        until(waiting, f"{nickname} waiting on the board", timeout_s, lambda: time.sleep(0.05))
         status, location, _ = self.request(f"/accept/{found[0]}", {})
         assert status == 303 and location.startswith("/chat/"), (status, location)
         self.request(location + "/compose")

@@ -87,10 +87,10 @@ class ResponseLog:
     def record(self, response: Response) -> None:
         """Keep headers and body; redirects have no body to read.
 
-        A page that refreshes itself at once into a held request (the dashboard) has its next
-        navigation pending from the moment it loads, and while a page's own navigation is
-        pending Chromium answers no DevTools request about it, its response body included:
-        such bodies are not read here (the still copy with updates paused is, see Counsellor).
+        A page that refreshes itself at once into a held request (the supervisors' overview) has
+        its next navigation pending from the moment it loads, and while a page's own navigation
+        is pending Chromium answers no DevTools request about it, its response body included:
+        such bodies are not read here.
         """
         if not response.url.startswith(self.origins):
             return
@@ -170,7 +170,7 @@ def chatting(open_page: OpenPage, server: LiveServer, nickname: str, *,
     counsellor.log_in("carla")
     visitor = Visitor(open_page(record=record), server)
     visitor.start(nickname)
-    counsellor.title_becomes("(1) onionchat")
+    counsellor.board_shows("Waiting (1)")
     counsellor.accept(nickname)
     visitor.sees("A counsellor has joined the chat.")
     return visitor, counsellor
@@ -180,7 +180,7 @@ def test_whole_conversation_with_javascript_off(server: LiveServer, open_page: O
                                                 neutral: NeutralPage) -> None:
     counsellor = Counsellor(open_page(), server)
     counsellor.log_in("carla")
-    counsellor.dashboard_shows("Nobody is waiting.")
+    counsellor.board_shows("Nobody is waiting.")
 
     # Start: the waiting page shows the place in line, and a first message can be written.
     visitor = Visitor(open_page(), server)
@@ -189,9 +189,9 @@ def test_whole_conversation_with_javascript_off(server: LiveServer, open_page: O
     visitor.send("Is anyone there?")
     visitor.sees("Is anyone there?")
 
-    # The dashboard updated by itself: the number waiting in the title, the first message in the queue.
-    counsellor.title_becomes("(1) onionchat")
-    counsellor.dashboard_shows("Is anyone there?")
+    # The board updated by itself: the number waiting, the first message in the queue.
+    counsellor.board_shows("Waiting (1)")
+    counsellor.board_shows("Is anyone there?")
     counsellor.accept("Mira")
     counsellor.sees("Is anyone there?")
     visitor.sees("A counsellor has joined the chat.")
@@ -212,17 +212,17 @@ def test_whole_conversation_with_javascript_off(server: LiveServer, open_page: O
     assert len(log.documents("/chat")) == 1, "the visitor's chat page itself must not have reloaded"
 
     # The counsellor ends the chat; the visitor is told, and the text is gone from the screen.
-    counsellor.page.get_by_role("button", name="End chat").click()
+    counsellor.end_chat()
     visitor.sees("The counsellor has ended the chat.")
     assert "They took my passport" not in visitor.shown() and "Take your time" not in visitor.shown()
     counsellor.wrap_up()
-    counsellor.dashboard_shows("You have no open chats.")
+    counsellor.board_shows("Your chats (0 / 3)")
 
     # A new chat, left with Leave chat: the advice page.
     visitor.messages.get_by_role("link", name="Start a new chat").click()
     expect(visitor.page).to_have_url(server.visitor_url)
     visitor.start("Mira")
-    counsellor.title_becomes("(1) onionchat")
+    counsellor.board_shows("Waiting (1)")
     counsellor.accept("Mira")
     visitor.sees("A counsellor has joined the chat.")
     visitor.page.locator("summary", has_text="Leave chat").click()  # a second step, not the end yet
@@ -230,15 +230,16 @@ def test_whole_conversation_with_javascript_off(server: LiveServer, open_page: O
     expect(visitor.page.get_by_role("heading", name="The chat has ended")).to_be_visible()
     expect(visitor.page.get_by_text("Close Tor Browser now.")).to_be_visible()
     counsellor.sees("The visitor left the chat.")
-    counsellor.messages.get_by_role("link", name="Back to the dashboard").click(no_wait_after=True)
-    counsellor.dashboard_shows("You have no open chats.")
+    counsellor.messages.get_by_role("link", name="Close this chat").click(no_wait_after=True)
+    expect(counsellor.chat.get_by_role("heading", name=f"Pane {counsellor.pane} is free")).to_be_visible()
+    counsellor.board_shows("Your chats (0 / 3)")
 
     # A new chat: the passphrase is shown once; a fresh browser (Tor Browser was closed) resumes with it.
     visitor.page.get_by_role("link", name="Back to the start page").click()
     visitor.start("Mira")
     passphrase = visitor.page.locator(".passphrase .words").inner_text().strip()
     assert re.fullmatch(r"\d{4}( \d{4}){4}", passphrase), passphrase
-    counsellor.title_becomes("(1) onionchat")
+    counsellor.board_shows("Waiting (1)")
     counsellor.accept("Mira")
     visitor.send("Someone is coming, I may have to close this")
     counsellor.sees("Someone is coming")
@@ -284,7 +285,8 @@ def test_no_page_or_frame_carries_script_or_allows_it(server: LiveServer, open_p
 
     def missing() -> set[str]:
         paths = {urlsplit(s.url).path for s in log.seen if s.kind == "document"}
-        return {"/", "/chat", "/chat/messages", "/chat/compose", "/safety", "/x", "/login", "/mychats"} - paths
+        return {"/", "/chat", "/chat/messages", "/chat/compose", "/safety", "/x", "/login", "/board", "/status",
+                "/pane/1"} - paths
 
     # Response events can reach Playwright after the navigation that caused them has returned.
     wait_for_log(visitor.page.context, lambda: not missing(), STEP_MS / 1000, f"receiving {missing()}")
@@ -349,10 +351,10 @@ def test_updates_keep_coming_after_a_quiet_spell(server: LiveServer, open_page: 
 
     counsellor = Counsellor(open_page(), server)
     counsellor.log_in("carla")
-    quiet_spell(counsellor.page.context, "/")  # nobody comes for a while
+    quiet_spell(counsellor.page.context, "/board")  # nobody comes for a while
     visitor = Visitor(open_page(), server)
     visitor.start("Lena")
-    counsellor.title_becomes("(1) onionchat")  # the dashboard still updates by itself
+    counsellor.board_shows("Waiting (1)")  # the board still updates by itself
     counsellor.accept("Lena")
     visitor.sees("A counsellor has joined the chat.")
     quiet_spell(visitor.page.context, "/chat/messages")  # nobody writes for a while
@@ -378,8 +380,8 @@ def test_pages_fit_a_phone_and_a_desktop(server: LiveServer, open_page: OpenPage
     shoot_sizes(visitor.page, "waiting")
     visitor.send("Hello? I found this address on a card in the clinic.")
     counsellor.page.goto(server.staff_url)
-    counsellor.title_becomes("(1) onionchat")
-    shoot_sizes(counsellor.page, "dashboard")
+    counsellor.board_shows("Waiting (1)")
+    shoot_sizes(counsellor.page, "workspace")
 
     counsellor.accept("Mira")
     for n in range(1, 5):
@@ -403,6 +405,6 @@ def test_pages_fit_a_phone_and_a_desktop(server: LiveServer, open_page: OpenPage
     counsellor.send_button.scroll_into_view_if_needed()
     assert_within_view(counsellor.page, counsellor.box, "the counsellor's message box at 360 px, scrolled to")
     assert_within_view(counsellor.page, counsellor.send_button, "the counsellor's Send at 360 px, scrolled to")
-    for page in (visitor.page, counsellor.page):
-        frame = page.locator("iframe.messages-frame").bounding_box()
-        assert frame is not None and frame["height"] >= 150, f"{page.url}: messages frame too small at 360 px: {frame}"
+    for who, chat in (("visitor", visitor.page), ("counsellor", counsellor.chat)):
+        frame = chat.locator("iframe.messages-frame").bounding_box()
+        assert frame is not None and frame["height"] >= 150, f"the {who}'s messages frame too small at 360 px: {frame}"

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.chromium import DESKTOP, launched
 from tests.liveserver import live_server
-from tests.pages import STEP_MS, Counsellor, Visitor, until
+from tests.pages import STEP_MS, Counsellor, Screen, Visitor, until
 
 pytestmark = pytest.mark.browser
 
@@ -54,24 +54,24 @@ def test_urgent_canned_transfer_wrapup_stats(tmp_path: Path, browser: Browser) -
         try:
             sam = Counsellor(new_page(), server)
             sam.log_in("sam")
+            # The supervisor keeps the alerts tab open beside the workspace.
+            alerts = sam.page.context.new_page()
+            alerts.goto(server.staff_url + "alerts")
             # Urgent visitor: the advice shows at once.
             visitor = Visitor(new_page(), server)
             visitor.start("Mira")
             visitor.page.get_by_role("button", name="I am in danger now").click()
             expect(visitor.messages.locator(".danger-number")).to_have_text("112")  # in the messages frame
             visitor.messages.get_by_role("link", name="Back to the messages").click()
-            # Supervisor notified: tab title, and the banner on the paused copy.
-            until(lambda: sam.screen.tab_title().startswith("URGENT"), "sam's tab title starting with URGENT")
-            twin = sam.still_dashboard()
-            expect(twin.locator(".banner")).to_contain_text("urgent chat")
-            twin.close()
+            # Supervisor notified: the alerts tab's title (it reloads itself), and its list.
+            until(lambda: Screen(alerts).tab_title().startswith("URGENT"), "sam's alerts tab titled URGENT")
+            expect(alerts.locator(".alert-list")).to_contain_text("urgent chat")
 
             carla = Counsellor(new_page(), server)
             carla.log_in("carla")
             dirk = Counsellor(new_page(), server)
             dirk.log_in("dirk")
             carla.accept("Mira")
-            cid = carla.page.url.rstrip("/").rsplit("/", 1)[-1]
             visitor.sees("A counsellor has joined the chat.")
 
             # Canned reply inserted mid-typing: what was typed stays.
@@ -83,36 +83,32 @@ def test_urgent_canned_transfer_wrapup_stats(tmp_path: Path, browser: Browser) -
             expect(carla.box).to_have_value("")
             visitor.sees(CANNED_TEXT)
 
-            # Transfer to dirk with a staff-only reason.
-            carla.page.get_by_text("Transfer or block").click()
-            carla.page.get_by_label("Transfer to").select_option("dirk")
-            carla.page.get_by_label("Why (only staff see this)").fill("needs Polish")
-            carla.page.get_by_role("button", name="Transfer", exact=True).click(no_wait_after=True)
-            carla.title_becomes("onionchat")  # back on her dashboard: the transfer is done
-            # A new tab of dirk's: his dashboard tab always has a held request in flight.
-            dirk = Counsellor(dirk.page.context.new_page(), server)
-            # Its frames refresh into held requests at once, so the page's "load" may never come.
-            dirk.page.goto(server.staff_url + f"chat/{cid}", wait_until="domcontentloaded")
-            expect(dirk.page.get_by_role("heading", name="Chat with Mira")).to_be_visible()
+            # Transfer to dirk with a staff-only reason: carla's pane is free again.
+            carla.chat.get_by_text("Transfer or block").click()
+            carla.chat.get_by_label("Transfer to").select_option("dirk")
+            carla.chat.get_by_label("Why (only staff see this)").fill("needs Polish")
+            carla.chat.get_by_role("button", name="Transfer", exact=True).click()
+            expect(carla.chat.get_by_role("heading", name=f"Pane {carla.pane} is free")).to_be_visible()
+            # Dirk's board highlights the chat handed to him until he opens it in its pane.
+            dirk.board_shows("handed over to you")
+            dirk.page.frame_locator(dirk.BOARD).get_by_role("link", name="Mira").click(no_wait_after=True)
+            dirk.pane = dirk.pane_of("Mira")
             dirk.sees("needs Polish")
+            until(lambda: "handed over" not in dirk.board(), "the highlight gone once opened")
             visitor.sees("Another counsellor has taken over the chat")
             assert "needs Polish" not in visitor.shown()
 
-            # End and wrap-up.
-            dirk.page.get_by_role("button", name="End chat").click()
-            expect(dirk.page).to_have_url(server.staff_url + f"wrapup/{cid}")
-            dirk.page.get_by_label("real", exact=True).check()
-            dirk.page.get_by_label("16-17", exact=True).check()
-            dirk.page.get_by_label("labour", exact=True).check()
-            dirk.page.get_by_label("1-12 months", exact=True).check()
-            dirk.page.get_by_label("more than one", exact=True).check()
-            dirk.page.get_by_label("shelter", exact=True).check()
-            dirk.page.get_by_role("button", name="Save wrap-up").click(no_wait_after=True)
-            dirk.title_becomes("onionchat")
+            # End (a second step) and wrap-up, in the pane.
+            dirk.end_chat()
+            expect(dirk.chat.get_by_role("heading", name="Wrap-up")).to_be_visible()
+            for answer in ("real", "16-17", "labour", "1-12 months", "more than one", "shelter"):
+                dirk.chat.get_by_label(answer, exact=True).check()
+            dirk.chat.get_by_role("button", name="Save wrap-up").click()
+            expect(dirk.chat.get_by_role("heading", name=f"Pane {dirk.pane} is free")).to_be_visible()
             assert "needs Polish" not in visitor.shown()
 
             # Statistics: exact counts, suppression being off.
-            stats_page = sam.page.context.new_page()  # sam's cookies; his live dashboard stays open
+            stats_page = sam.page.context.new_page()  # sam's cookies; his workspace stays open
             stats_page.goto(server.staff_url + "stats")
 
             def row(caption: str, label: str) -> str:

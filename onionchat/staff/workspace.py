@@ -36,6 +36,10 @@ from .access import (
 )
 
 routes = web.RouteTableDef()
+# Rows of the waiting line on the live board: with them it fits its frame at 1366×768, so an
+# update never has a scrolled list to jump back to the top. The rest are counted, with a link to
+# the board with updates paused, which lists every one (and does not reload under the pointer).
+QUEUE_ROWS = 5
 
 
 async def until_changed(stamp: Callable[[], str], waiters: Callable[[], list[Waiter]], timeout: float) -> bool:
@@ -103,17 +107,20 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
     def waiters() -> list[Waiter]:
         return [store.board_waiter(), *(c.waiter() for c in store.held_chats(name))]
 
+    paused = request.query.get("paused") == "1"
+
     def render(current: str, url: str) -> bytes:
         count = slots(request, account)
         held = {c.slot: c for c in store.held_chats(name)}
         limit = max_chats(request, account)
+        queue = store.queue()
         return renderer.render(
             "staff/board.html", language(request, session), session=session, site="staff",
             slots=[(n, held.get(n)) for n in range(1, count + 1)], held=len(held), limit=limit,
-            joined=[c for c in store.chats_of(name) if c.counsellor != name], queue=store.queue(),
-            next_slot=store.free_slot(name, limit), urgent=[c for c in store.queue() if c.urgent],
-            available=sorted(staff_sessions.staff_available()), refresh_url=url,
-            paused=request.query.get("paused") == "1", check=next_check(request)).encode()
+            joined=[c for c in store.chats_of(name) if c.counsellor != name], queue=queue,
+            rows=len(queue) if paused else QUEUE_ROWS, next_slot=store.free_slot(name, limit),
+            urgent=[c for c in queue if c.urgent], available=sorted(staff_sessions.staff_available() - {name}),
+            refresh_url=url, paused=paused, check=next_check(request)).encode()
 
     return Frame(stamp=stamp, wait=lambda timeout: until_changed(stamp, waiters, timeout), render=render,
                  path="/board")
@@ -169,8 +176,10 @@ async def alerts(request: web.Request) -> web.Response:
     urgent = len(urgent_live(request)) if is_supervisor(account) else sum(
         1 for c in [*store.queue(), *held] if c.urgent)
     delay = request.app[keys.CONFIG].poll.interval_seconds
+    paused = request.query.get("paused") == "1"
     icon = request.app[keys.FAVICONS].alert(waiting, urgent=urgent > 0, reply=replies + handed > 0)
     response = page(request, "staff/alerts.html", session, waiting=waiting, replies=replies, handed=handed,
-                    urgent=urgent, delay=delay, icon=icon)
-    response.headers["Refresh"] = f"{delay}; url=/alerts"
+                    urgent=urgent, delay=delay, icon=icon, paused=paused)
+    if not paused:
+        response.headers["Refresh"] = f"{delay}; url=/alerts"
     return response

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -34,10 +34,26 @@ class Frame:
     fragment: str = "#latest"  # where the next version opens; "" for a frame that keeps its newest in view itself
 
 
-class HeldCount(Protocol):
-    """Where serve_frame counts one browser's held requests (a staff session's ``held``)."""
+class HeldFrames(Protocol):
+    """Where serve_frame keeps one browser's held requests (a staff session's ``holding``)."""
 
-    held: int
+    holding: dict[int, Any] | None
+
+
+def may_hold(browser: HeldFrames, request: web.Request, budget: int) -> dict[int, Any] | None:
+    """Count ``request`` among the browser's held ones if the budget allows (returns them); else None.
+
+    A page the browser has left keeps its held requests here until their hold ends, though
+    their connections are gone (aiohttp does not cancel them): only live ones count then.
+    Keyed by id(): a request is a mapping, neither hashable nor comparable by identity.
+    """
+    held = browser.holding
+    if held is None:
+        held = browser.holding = {}
+    if len(held) >= budget and sum(1 for r in held.values() if r.transport is not None) >= budget:
+        return None
+    held[id(request)] = request
+    return held
 
 
 class FrameSource(Protocol):
@@ -96,7 +112,7 @@ async def wait_any(waiters: Iterable[Waiter], timeout: float) -> bool:
             t.cancel()
 
 
-async def serve_frame(request: web.Request, frame: FrameSource, budget: HeldCount | None = None) -> web.Response:
+async def serve_frame(request: web.Request, frame: FrameSource, budget: HeldFrames | None = None) -> web.Response:
     """Answer a frame request, holding it while the browser already shows the newest stamp.
 
     With a ``budget`` (a staff browser's session), at most ``poll.staff_held_frames`` of that
@@ -112,12 +128,11 @@ async def serve_frame(request: web.Request, frame: FrameSource, budget: HeldCoun
     if poll.mode == "hold" and not paused and query.get("v") == stamp and not frame.final():
         if budget is None:
             await frame.wait(float(poll.hold_seconds))
-        elif budget.held < poll.staff_held_frames:
-            budget.held += 1
+        elif (held := may_hold(budget, request, poll.staff_held_frames)) is not None:
             try:
                 await frame.wait(float(poll.hold_seconds))
             finally:
-                budget.held -= 1
+                del held[id(request)]
         else:
             delay = poll.interval_seconds
         stamp = frame.stamp()
