@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bench.http import Connection, HttpError, Response
 from bench.proc import PASSWORD
 
-_QUEUE_ROW = re.compile(rb'<td>(n\d+)</td>.*?action="/accept/([^"]+)"', re.DOTALL)
+_QUEUE_ROW = re.compile(rb'action="/accept/([^"]+)".*?<span class="who">(n\d+)</span>', re.DOTALL)
 
 
 def expect(response: Response, status: int, what: str) -> Response:
@@ -87,14 +87,14 @@ class Counsellor:
         took = loop.time() - began
         expect(answer, 303, f"login of {self.name}")
         self.cookie = f"oc_staff={answer.cookies['oc_staff']}"  # regenerated at login
-        board = expect(await self.conn.request("GET", "/", cookie=self.cookie), 200, "dashboard")
-        self.csrf = board.csrf()
+        workspace = expect(await self.conn.request("GET", "/", cookie=self.cookie), 200, "workspace")
+        self.csrf = workspace.csrf()
         return took
 
     async def accept(self, visitors: list[Visitor]) -> None:
-        """Accept these visitors (found by nickname in the dashboard's queue)."""
-        board = expect(await self.conn.request("GET", "/", cookie=self.cookie), 200, "dashboard")
-        queue = {nick.decode(): cid.decode() for nick, cid in _QUEUE_ROW.findall(board.body)}
+        """Accept these visitors (found by nickname in the board's waiting line; paused, it lists all)."""
+        board = expect(await self.conn.request("GET", "/board?paused=1", cookie=self.cookie), 200, "board")
+        queue = {nick.decode(): cid.decode() for cid, nick in _QUEUE_ROW.findall(board.body)}
         for visitor in visitors:
             cid = queue.get(visitor.nickname)
             if cid is None:

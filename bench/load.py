@@ -35,6 +35,9 @@ def limits(conversations: int) -> dict[str, dict[str, Any]]:
                    "connection_idle_seconds": 3600},
         "staff": {"max_chats": MAX_CHATS, "login_attempts": 1000},
         "poll": {"mode": "hold", "hold_seconds": HOLD_SECONDS},
+        # The bench's counsellors answer over plain HTTP and keep no staff page open: they would
+        # not count as available, and visitors would be asked to come back later.
+        "hours": {"open_without_staff": True},
     }
 
 
