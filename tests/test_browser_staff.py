@@ -27,12 +27,11 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.chromium import PHONE, launched
 from tests.liveserver import LiveServer, live_server
-from tests.test_browser import STEP_MS, Counsellor, Screen, Visitor, until
+from tests.pages import STEP_MS, Counsellor, Screen, Visitor, shoot, until
 
 pytestmark = pytest.mark.browser
 
 LAPTOP: ViewportSize = {"width": 1366, "height": 768}
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 SEND_LIMIT_S = 2.0  # issue 12: whatever the tabs, a Send reaches the visitor within 2 s
 SEND_SAMPLES = 3
 CLICKS = 40
@@ -309,8 +308,7 @@ def test_three_chats_at_once_keep_every_draft(serve: Serve, windows: Windows) ->
             counsellor.pane = pane
             counsellor.sees(f"{name} writes again")
         counsellor.board_shows("new message")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        counsellor.page.screenshot(path=SCREENSHOTS / "staff-workspace-three-chats-1366x768.png")
+        shoot(counsellor.page, "staff-workspace-three-chats-1366x768")
         for name, pane in panes.items():
             box = counsellor.in_pane(pane).frame_locator(COMPOSE).get_by_label("Your reply to the visitor")
             expect(box).to_have_value(drafts[name])
