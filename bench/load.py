@@ -92,7 +92,7 @@ async def populate(server: Server, conversations: int) -> Population:
         for visitor in mine:
             owner[visitor.index] = counsellor
 
-    # One counsellor at a time keeps the queue (rendered in every dashboard) at 50 rows.
+    # One counsellor at a time keeps the queue (rendered in every board) at 50 rows.
     for counsellor in counsellors:
         await fill(counsellor)
     return Population(visitors, counsellors, owner, loop.time() - began)

@@ -144,8 +144,8 @@ async def counsellor(name: str, base: str, connector: aiohttp.TCPConnector, run:
                      arrivals: asyncio.Queue[int], room: int, logged_in: list[str]) -> None:
     """Log in, take one visitor from the queue per arrival while there is room, answer every message.
 
-    A browser's dashboard would wake on every queue change; here the bench tells one counsellor
-    per arrival instead, so that 50 dashboards do not turn each arrival into 100 requests.
+    A browser's board would wake on every queue change; here the bench tells one counsellor
+    per arrival instead, so that 50 boards do not turn each arrival into 100 requests.
     """
     browser = Browser(base, connector, run)
     chats: list[asyncio.Task[None]] = []

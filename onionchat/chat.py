@@ -282,7 +282,7 @@ class Conversation:
 
     @property
     def preview(self) -> str:
-        """The visitor's first message, for the queue on the dashboard."""
+        """The visitor's first message, for the waiting line on the board."""
         return next((m.text for m in self.messages if m.author is Author.VISITOR), "")
 
     @property
@@ -461,7 +461,7 @@ class ChatStore:
         return self.board_version != version
 
     def notify_board(self) -> None:
-        """Wake every dashboard and waiting page (e.g. staff availability changed)."""
+        """Wake every board and waiting page (e.g. staff availability changed)."""
         self._bump_board()
 
     def start(self, nickname: str, session_id: str = "", lang: str = "en") -> tuple[Conversation, str]:

@@ -180,10 +180,10 @@ async def login(server: Server, name: str) -> Browser:
 
 
 async def cid_from(staff: Browser) -> str:
-    """The id of the first chat in the counsellor's queue on the dashboard."""
+    """The id of the first chat in the waiting line on the counsellor's board."""
     _, board, _ = await staff.get("/board")
     match = re.search(r'action="/accept/([A-Za-z0-9_-]+)"', board)
-    assert match, "no waiting chat on the dashboard"
+    assert match, "no waiting chat on the board"
     return match.group(1)
 
 

@@ -92,7 +92,7 @@ async def wrapup_form(request: web.Request) -> web.Response:
 
 @routes.post("/wrapup/{cid}", name="wrapup_post")
 async def wrapup(request: web.Request) -> web.StreamResponse:
-    """Count the answers (fixed values only) or skip; once; then back to the dashboard."""
+    """Count the answers (fixed values only) or skip; once; then back to its pane or the workspace."""
     session, account = signed_in(request)
     form = await read_form(request, session)
     cid = request.match_info["cid"]

@@ -35,7 +35,7 @@ def disable_core_dumps() -> None:
             libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
-# Every held frame is an open connection (a visitor's, a counsellor's dashboard and chats), and
+# Every held frame is an open connection (a visitor's, a counsellor's board and chats), and
 # a slow or idle client holds one too. The usual soft limit of 1,024 open files would turn
 # visitors away long before [limits] does; the hard limit is the administrator's to set.
 OPEN_FILES_WANTED: Final = 65_536
