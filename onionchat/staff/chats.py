@@ -53,7 +53,7 @@ async def accept_next(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/chat/{cid}", name="staff_chat")
 async def chat(request: web.Request) -> web.Response:
-    """One held chat: its frames, handing over, and links to this counsellor's other chats."""
+    """One chat in a tab of its own (a supervisor who joined, or opened so): its frames and controls."""
     session, account = signed_in(request)
     conv = conversation(request, account)
     request.app[keys.CHAT].opened(conv, account.name)

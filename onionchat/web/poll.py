@@ -45,7 +45,7 @@ def may_hold(browser: HeldFrames, request: web.Request, budget: int) -> dict[int
 
     A page the browser has left keeps its held requests here until their hold ends, though
     their connections are gone (aiohttp does not cancel them): only live ones count then.
-    Keyed by id(): a request is a mapping, neither hashable nor comparable by identity.
+    Keyed by id(): a request is a mapping, unhashable and equal to any other with the same items.
     """
     held = browser.holding
     if held is None:
