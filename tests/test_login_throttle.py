@@ -208,8 +208,8 @@ async def test_failures_spread_over_circuits_open_only_to_the_code(
     carla = await browser(aiohttp_client, staff_app, "carla-laptop")
     status, _ = await carla.login("carla", PASSWORD, code=pyotp.TOTP(secret).now())
     assert status == 303 and checked == ["carla"]
-    response, board = await carla.get("/")
-    assert response.status == 200 and "Dashboard" in board
+    response, workspace = await carla.get("/")
+    assert response.status == 200 and "Workspace" in workspace
 
 
 async def test_the_code_step_counts_too(aiohttp_client: AiohttpClient, staff_app: web.Application,

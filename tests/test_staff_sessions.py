@@ -101,12 +101,15 @@ async def test_held_updates_do_not_keep_a_session_alive(new_staff: NewStaff, ser
                                                         clock: Clock) -> None:
     staff = await new_staff("carla")
     idle = services.config.staff.idle_minutes * 60
-    for _ in range(int(idle // 20) + 2):  # an open dashboard and chat list, updating every 20 s
+    for _ in range(int(idle // 20) + 2):  # an open workspace, its board updating every 20 s
         clock.now += 20
-        response, _ = await staff.get("/?v=stale&p=0")  # the frame protocol's own reload
+        response, _ = await staff.get("/board?v=stale&p=0")  # the frame protocol's own reload
         if response.status != 200:
             break
-        response, _ = await staff.get("/mychats", headers=SELF_REFRESH)  # a frame loading with its page
+        response, _ = await staff.get("/status", headers=SELF_REFRESH)  # a frame loading with its page
+        if response.status != 200:
+            break
+        response, _ = await staff.get("/alerts?v=1")  # the alerts tab reloading itself
         if response.status != 200:
             break
     assert response.status == 303 and response.headers["Location"] == "/login"
@@ -117,14 +120,14 @@ async def test_what_the_person_does_keeps_the_session(new_staff: NewStaff, servi
                                                       clock: Clock) -> None:
     staff = await new_staff("carla")
     idle = services.config.staff.idle_minutes * 60
-    for request in ({"path": "/account"}, {"path": "/mychats", "headers": CLICK}):
+    for request in ({"path": "/account"}, {"path": "/status", "headers": CLICK}):
         clock.now += idle - 1
         response, _ = await staff.get(**request)
         assert response.status == 200
     clock.now += idle - 1
     await staff.get("/account")
     response, _ = await staff.post("/availability", {"available": "0"})  # a form
-    assert response.status == 303 and response.headers["Location"] == "/"
+    assert response.status == 303 and response.headers["Location"] == "/status"
     clock.now += idle - 1
     assert await signed_in(staff)
 

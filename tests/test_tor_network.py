@@ -441,7 +441,7 @@ async def test_unauthorized_client_is_refused_and_visitor_onion_has_no_staff_rou
     app = world.app
     assert await settled_socks_reply(world.anon, app.staff) == SOCKS_CLIENT_AUTH_MISSING
     async with socks_session(world.anon) as visitor:
-        for path in ("/login", "/accept/x", "/chat/x/messages", "/mychats"):
+        for path in ("/login", "/accept/x", "/chat/x/messages", "/board"):
             status, _ = await retry(path, functools.partial(get, visitor, f"http://{app.visitor}{path}"), 30)
             assert status == 404, path
 

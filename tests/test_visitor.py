@@ -225,7 +225,7 @@ async def test_one_visitor_cannot_reach_anothers_chat(new_visitor: NewVisitor, s
 
 async def test_staff_routes_do_not_exist_on_the_visitor_site(new_visitor: NewVisitor) -> None:
     visitor = await new_visitor()
-    for path in ("/login", "/accept/x", "/mychats", "/chat/x/messages"):
+    for path in ("/login", "/accept/x", "/board", "/chat/x/messages"):
         response, page = await visitor.get(path)
         assert response.status == 404 and "Page not found" in page
 

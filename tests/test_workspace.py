@@ -232,7 +232,7 @@ async def test_icons_and_the_alerts_tab(new_visitor: NewVisitor, new_staff: NewS
     response, alerts = await carla.get("/alerts")
     interval = services.config.poll.interval_seconds
     # Answered at once and asking again after a while: never a held page that seems to load forever.
-    assert response.headers["Refresh"] == f"{interval}; url=/alerts"
+    assert response.headers["Refresh"] == f"{interval}; url=/alerts?v=1"
     icons = Favicons()
     assert f'<link rel="icon" href="{icons.alert(0, urgent=False, reply=False)}">' in alerts
     await start_chat(visitor)

@@ -181,5 +181,7 @@ async def alerts(request: web.Request) -> web.Response:
     response = page(request, "staff/alerts.html", session, waiting=waiting, replies=replies, handed=handed,
                     urgent=urgent, delay=delay, icon=icon, paused=paused)
     if not paused:
-        response.headers["Refresh"] = f"{delay}; url=/alerts"
+        # "v", as a frame's own reloads carry it: a browser that sends no Sec-Fetch headers still
+        # has this reload judged as the page's doing, not the person's (web.poll.by_person).
+        response.headers["Refresh"] = f"{delay}; url=/alerts?v=1"
     return response
