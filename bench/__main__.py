@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import load, proc, profile, startup, throughput, tor
+from bench import abuse, load, proc, profile, startup, throughput, tor
 from bench.report import Row, table
 from onionchat.web.server import raise_open_file_limit
 
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             (4, "logins under load", lambda: load.logins(work, accounts, 1000, LOGINS, rate, seconds, notes)),
             (5, "start-up", lambda: startup.startup(work, accounts, 3 if quick else 5, notes)),
             (6, "delivery through Tor", lambda: tor.tor_delivery(work, accounts, 20 if quick else 60, notes)),
+            (7, "abuse", lambda: asyncio.run(abuse.run_all(
+                work, accounts, list(abuse.ATTACKS), [1, 100] if quick else list(abuse.CIRCUIT_COUNTS),
+                8.0 if quick else 20.0, 1.0, notes))),
         ]
         for number, name, run in plan:
             if number not in chosen:

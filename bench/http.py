@@ -52,10 +52,12 @@ class Connection(asyncio.Protocol):
 
     Like a browser, it connects again when the server has closed it while idle (the server
     closes connections without a request after ``[limits] connection_idle_seconds``).
+    ``prefix`` is written first on every connection (tor's PROXY line, to simulate a circuit).
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, prefix: bytes = b"") -> None:
         self.port = port
+        self.prefix = prefix
         self.ended_by_us = False
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -64,9 +66,9 @@ class Connection(asyncio.Protocol):
         self.closed = False
 
     @classmethod
-    async def open(cls, port: int, timeout: float = 10.0) -> Connection:
+    async def open(cls, port: int, timeout: float = 10.0, prefix: bytes = b"") -> Connection:
         """Connect to 127.0.0.1:``port``."""
-        connection = cls(port)
+        connection = cls(port, prefix)
         await connection.connect(timeout)
         return connection
 
@@ -83,6 +85,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.prefix:
+            transport.write(self.prefix)
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
         self._buffer += data
@@ -103,8 +107,11 @@ class Connection(asyncio.Protocol):
         self.ended_by_us = True
 
     async def request(self, method: str, path: str, *, cookie: str = "", form: dict[str, str] | None = None,
-                      timeout: float = 30.0) -> Response:
-        """Send one request and wait (at most ``timeout`` seconds) for its whole answer."""
+                      raw: tuple[str, bytes] | None = None, timeout: float = 30.0) -> Response:
+        """Send one request and wait (at most ``timeout`` seconds) for its whole answer.
+
+        ``raw``: a body of its own, as (content type, bytes), e.g. a multipart form.
+        """
         if self.ended_by_us:
             raise HttpError("connection is closed")
         if self.closed or self.transport is None:
@@ -119,6 +126,9 @@ class Connection(asyncio.Protocol):
         if form is not None:
             body = urlencode(form).encode()
             lines.append("Content-Type: application/x-www-form-urlencoded")
+        elif raw is not None:
+            lines.append(f"Content-Type: {raw[0]}")
+            body = raw[1]
         if body or method == "POST":
             lines.append(f"Content-Length: {len(body)}")
         waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()

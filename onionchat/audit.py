@@ -159,7 +159,8 @@ class AuditLog:
         ends, however it ends, its id leaves every entry (unless staff.audit_chat_ids).
         """
         if event.actor:
-            detail = event.end_reason.value if event.end_reason is not None else event.target
+            detail = event.end_reason.value if event.end_reason is not None else event.target or (
+                str(event.count) if event.count else "")
             self.record(event.actor, event.kind.value, chat=event.conversation, detail=detail)
         if event.kind is EventKind.ENDED:
             ref = self._live.pop(event.conversation, None)

@@ -11,6 +11,7 @@ import asyncio
 import enum
 import hashlib
 import secrets
+import sys
 import time
 import unicodedata
 from bisect import bisect_left
@@ -19,9 +20,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from onionchat.circuits import LOCAL, Budget, CircuitBudgets
 from onionchat.config import LimitsConfig
 from onionchat.errors import ChatError, ErrorCode, LimitReached, NotFound
-from onionchat.pagecache import Audience, PageKey, Rendered
+from onionchat.pagecache import Audience, PageCache, Pages
 from onionchat.throttle import Throttle
 
 # The resume passphrase is digits, shown in groups: every visitor can read and type them,
@@ -62,6 +64,8 @@ class EndReason(enum.Enum):
     SHUTDOWN = "shutdown"
     BLOCKED = "blocked"
     DELETED = "deleted"
+    DISPLACED = "displaced"  # the line was full and this visitor's circuit held more than its share
+    CLEARED = "cleared"  # a supervisor cleared the waiting chats of a flood
 
 
 class NoteKind(enum.Enum):
@@ -106,6 +110,7 @@ class EventKind(enum.Enum):
     URGENT = "urgent"
     ENDED = "ended"
     BLOCKED = "blocked"
+    FLOOD_CLEARED = "flood_cleared"  # a supervisor ended the waiting chats of a flood (conversation: "")
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,6 +128,7 @@ class ChatEvent:
     answered: bool = False  # ENDED: had a counsellor taken it
     end_reason: EndReason | None = None  # ENDED: why
     target: str = ""  # TRANSFERRED: the counsellor who took over
+    count: int = 0  # FLOOD_CLEARED: how many waiting chats were ended
 
 
 class Clock:
@@ -142,6 +148,12 @@ class Clock:
 
 
 SYSTEM_CLOCK: Final = Clock()
+MB: Final = 1 << 20
+NEVER_ASKED_SECONDS: Final = 30.0  # a new chat whose browser never asked for its page is marked left after this
+SESSION_BYTES: Final = 2048  # a visitor session with its throttle (measured with tracemalloc)
+UNBOUNDED_PAGES: Final = 1 << 62  # a Conversation made outside a ChatStore (tests) keeps any page
+MESSAGE_BYTES: Final = 120  # a Message or StaffNote object beside its text (measured with sys.getsizeof)
+CONVERSATION_BYTES: Final = 4096  # a Conversation with its deques, waiters and dicts, without text
 
 
 def _release(waiter: asyncio.Future[None]) -> None:
@@ -212,15 +224,29 @@ class Conversation:
     slot: int = 0  # which pane of its counsellor's workspace shows it (1..); 0 while nobody holds it
     handed_over: bool = False  # transferred, and its new counsellor has not opened it yet
     sent_times: deque[float] = field(default_factory=deque)
-    # Rendered pages per audience, valid for one version: polls serve bytes, not templates.
-    # They live here so that forgetting the conversation forgets them too.
-    rendered: dict[PageKey, Rendered] = field(default_factory=dict)
+    circuit: str = LOCAL  # the Tor circuit that started it: memory only, never logged or shown
+    visitor_seen: float = 0.0  # monotonic time of the visitor's latest request for this chat
+    left: bool = False  # waiting, but the visitor's page has stopped asking (see ChatStore.sweep)
+    asked: bool = False  # the visitor's browser has asked for something since the chat started
+    urgent_asked: bool = False  # the visitor pressed "I am in danger now" before writing anything
+    text_bytes: int = 0  # memory its messages and notes take (for [limits] memory_mb)
+    # Rendered pages, valid for one version: polls serve bytes, not templates (pagecache.py
+    # has the policy). They live here so that forgetting the conversation forgets them too.
+    rendered: Pages = field(default_factory=dict)
+    pages: PageCache = field(default_factory=lambda: PageCache(UNBOUNDED_PAGES))
     _changed: Changes = field(default_factory=Changes)  # any change (staff frames)
     _visitor_changed: Changes = field(default_factory=Changes)  # changes the visitor can see
 
     def touch(self) -> None:
         """Note that someone is still here (keeps the idle sweeper away)."""
         self.last_activity = self.clock.monotonic()
+
+    def visitor_here(self) -> bool:
+        """The visitor asked for something of this chat; True if they had been marked as gone."""
+        self.visitor_seen = self.last_activity = self.clock.monotonic()
+        self.asked = True
+        came_back, self.left = self.left, False
+        return came_back
 
     def bump(self, *, visitor: bool = True) -> None:
         """Advance the version and wake everyone waiting for a change.
@@ -231,10 +257,9 @@ class Conversation:
         self.version += 1
         if visitor:
             self.visitor_version += 1
-            self.rendered.clear()
+            self.pages.clear(self.rendered)
         else:
-            for key in [k for k in self.rendered if k.audience is not Audience.VISITOR]:
-                del self.rendered[key]
+            self.pages.clear(self.rendered, Audience.STAFF)
         self._changed.notify()
         if visitor:
             self._visitor_changed.notify()
@@ -278,7 +303,8 @@ class Conversation:
         start = 0 if last is None else max(0, end - last)
         return VisitorView(id=self.id, state=self.state, messages=tuple(self.messages[start:end]),
                            end_reason=self.end_reason, urgent=self.urgent, lang=self.lang,
-                           earlier=start, later=len(self.messages) - end)
+                           earlier=start, later=len(self.messages) - end,
+                           urgent_asked=self.urgent_asked and not self.urgent)
 
     @property
     def preview(self) -> str:
@@ -310,6 +336,7 @@ class VisitorView:
     end_reason: EndReason | None
     urgent: bool
     lang: str
+    urgent_asked: bool = False  # pressed "I am in danger now" before writing: it counts with a message
     earlier: int = 0  # messages before those shown
     later: int = 0  # messages after those shown
 
@@ -351,19 +378,54 @@ def _passphrase_key(raw: str) -> bytes:
     return _digest(normalise_passphrase(raw))
 
 
-class ChatStore:
-    """All live conversations of this process, and the queue of those waiting."""
+def _serving_order(conv: Conversation) -> tuple[bool, bool, float]:
+    """Visitors whose page still asks first, urgent first among them, then the longest waiting."""
+    return (conv.left, not conv.urgent, conv.created)
 
-    def __init__(self, limits: LimitsConfig, clock: Clock = SYSTEM_CLOCK) -> None:
+
+@dataclass(frozen=True, slots=True)
+class LineSigns:
+    """The waiting line as supervisors see it during a flood: counts only."""
+
+    waiting: int  # waiting, page still asking
+    left: int  # waiting, page stopped asking
+    suspect: int  # waiting chats clear_flood() would end
+
+
+class ChatStore:
+    """All live conversations of this process, and the queue of those waiting.
+
+    ``circuits`` prices what visitors do per Tor circuit (None: no per-circuit budgets, as
+    in unit tests); ``left_after`` is how long a waiting visitor's page may stay silent
+    before they count as gone (a few hold periods of the self-updating frame).
+    """
+
+    def __init__(self, limits: LimitsConfig, clock: Clock = SYSTEM_CLOCK, *,
+                 circuits: CircuitBudgets | None = None, left_after: float = 70.0) -> None:
         self.limits = limits
         self.clock = clock
+        self.circuits = circuits
+        self.left_after = left_after
+        self.pages = PageCache(limits.page_cache_mb * MB)
+        self.text_bytes = 0  # every conversation's text_bytes together
         self._conversations: dict[str, Conversation] = {}
         self._by_passphrase: dict[bytes, str] = {}
         self._blocked: dict[bytes, float] = {}  # session digest -> monotonic expiry
-        self._resume_throttle = Throttle(limits.resume_attempts * 20, 60.0)
         self._listeners: list[Callable[[ChatEvent], None]] = []
         self.board_version = 1  # grows when the queue or an assignment changes
         self._board_changed = Changes()
+        if circuits is not None:
+            circuits.on_close(self._circuit_closed)
+
+    def _circuit_closed(self, circuit: str) -> None:
+        """A circuit went on over its budgets and was closed: its waiting chats leave the line.
+
+        A person who keeps going after being asked to wait is no visitor in need; without this,
+        a flooder building circuit after circuit would keep every closed circuit's chats in line.
+        Open chats stay: a counsellor is talking to them and decides.
+        """
+        for conv in [c for c in self._conversations.values() if c.circuit == circuit and c.state is State.WAITING]:
+            self.end(conv.id, EndReason.CLEARED)
 
     def subscribe(self, listener: Callable[[ChatEvent], None]) -> None:
         """Call ``listener`` with every ChatEvent (audit log, statistics)."""
@@ -398,22 +460,31 @@ class ChatStore:
                       key=lambda c: (not c.urgent, c.created))
 
     def queue(self) -> list[Conversation]:
-        """Waiting conversations in serving order: urgent first, then longest waiting."""
+        """Waiting conversations in serving order (see _serving_order); those who left come last."""
         waiting = [c for c in self._conversations.values() if c.state is State.WAITING]
-        waiting.sort(key=lambda c: (not c.urgent, c.created))
+        waiting.sort(key=_serving_order)
         return waiting
 
     def waiting_count(self) -> int:
-        """How many are waiting."""
-        return sum(1 for c in self._conversations.values() if c.state is State.WAITING)
+        """How many are waiting with their page still asking (what [limits] queue_length counts)."""
+        return sum(1 for c in self._conversations.values() if c.state is State.WAITING and not c.left)
+
+    def live_count(self) -> int:
+        """Waiting visitors still there, and open chats: what [limits] conversations counts.
+
+        Ended chats (bare shells for a few minutes) and visitors whose page stopped asking
+        hold no place: leaving, or a flood of starts that never look again, blocks nobody.
+        """
+        return sum(1 for c in self._conversations.values()
+                   if c.state is State.OPEN or (c.state is State.WAITING and not c.left))
 
     def position(self, conv: Conversation) -> int:
         """1-based place of ``conv`` in the serving order (0 when not waiting)."""
         if conv.state is not State.WAITING:
             return 0
-        key = (not conv.urgent, conv.created)
+        key = _serving_order(conv)
         return 1 + sum(1 for c in self._conversations.values()
-                       if c.state is State.WAITING and (not c.urgent, c.created) < key)
+                       if c.state is State.WAITING and _serving_order(c) < key)
 
     def chats_of(self, staff: str) -> list[Conversation]:
         """The open conversations ``staff`` holds or joined, oldest first."""
@@ -443,6 +514,15 @@ class ChatStore:
         free = [n for n in range(1, max(slots, len(taken) + 1) + 1) if n not in taken]
         return min(free, key=lambda n: (n in ended, n))
 
+    def memory_bytes(self, sessions: int = 0) -> int:
+        """What [limits] memory_mb counts: chat text, kept pages, conversations and ``sessions``."""
+        return (self.text_bytes + self.pages.bytes + len(self._conversations) * CONVERSATION_BYTES
+                + sessions * SESSION_BYTES)
+
+    def memory_full(self, sessions: int = 0) -> bool:
+        """True when memory_mb is reached: new chats are refused."""
+        return self.memory_bytes(sessions) >= self.limits.memory_mb * MB
+
     # -- changing ----------------------------------------------------------------------
 
     def _bump_board(self) -> None:
@@ -464,21 +544,44 @@ class ChatStore:
         """Wake every board and waiting page (e.g. staff availability changed)."""
         self._bump_board()
 
-    def start(self, nickname: str, session_id: str = "", lang: str = "en") -> tuple[Conversation, str]:
-        """Open a new waiting conversation; returns it and its resume passphrase (shown once)."""
+    def visitor_here(self, conv: Conversation) -> None:
+        """The visitor asked for something of ``conv``: they are here (back in line if marked gone)."""
+        if conv.visitor_here() and conv.state is State.WAITING:
+            self._bump_board()
+
+    def start(self, nickname: str, session_id: str = "", lang: str = "en", circuit: str = LOCAL,
+              sessions: int = 0) -> tuple[Conversation, str]:
+        """Open a new waiting conversation; returns it and its resume passphrase (shown once).
+
+        Refused when the session is blocked, when memory_mb is reached (``sessions``: how many
+        sessions exist, they count too), when ``circuit`` holds or started too many chats, and
+        when the line or the conversations are full and no circuit holds more than its share.
+        """
         session_key = _digest(session_id) if session_id else b""
         if session_key and self.is_blocked(session_key):
             raise ChatError(ErrorCode.BLOCKED)
-        if len(self._conversations) >= self.limits.conversations:
+        if self.memory_full(sessions):
             raise LimitReached(ErrorCode.BUSY)
-        if self.waiting_count() >= self.limits.queue_length:
+        self._check_circuit(circuit)
+        if self.live_count() >= self.limits.conversations and not self._make_room(circuit):
+            raise LimitReached(ErrorCode.BUSY)
+        if self.waiting_count() >= self.limits.queue_length and not self._make_room(circuit):
             raise LimitReached(ErrorCode.QUEUE_FULL)
+        if self.circuits is not None:
+            self.circuits.charge(circuit, Budget.CHAT)  # only a chat that starts counts
+        return self._open(nickname, session_key, lang, circuit)
+
+    def line_full(self, circuit: str = LOCAL) -> bool:
+        """True when a newcomer of ``circuit`` would find the line full (no one holds more than their share)."""
+        return self.waiting_count() >= self.limits.queue_length and self._crowding(circuit) is None
+
+    def _open(self, nickname: str, session_key: bytes, lang: str, circuit: str) -> tuple[Conversation, str]:
         nickname = clean_text(nickname, single_line=True)[: self.limits.nickname_length].strip()
         cid = secrets.token_urlsafe(9)
         passphrase = make_passphrase()
         conv = Conversation(id=cid, nickname=nickname, created=self.clock.monotonic(), clock=self.clock, lang=lang,
-                            session_key=session_key)
-        conv.touch()
+                            session_key=session_key, circuit=circuit, pages=self.pages)
+        conv.visitor_seen = conv.last_activity = conv.created
         conv.passphrase_key = _passphrase_key(passphrase)
         self._conversations[cid] = conv
         self._by_passphrase[conv.passphrase_key] = cid
@@ -486,14 +589,50 @@ class ChatStore:
         self._emit(ChatEvent(EventKind.OFFERED, cid))
         return conv, passphrase
 
-    def resume(self, passphrase: str, session_throttle: Throttle) -> tuple[Conversation, str]:
-        """The live conversation for ``passphrase``, moved to the asking browser; throttled per session and globally.
+    def _check_circuit(self, circuit: str) -> None:
+        """Refuse a circuit with too many chats at once, or too many started lately."""
+        if self.circuits is None or not self.circuits.applies(circuit):
+            return
+        held = sum(1 for c in self._conversations.values() if c.circuit == circuit and c.state is not State.ENDED)
+        if held >= self.circuits.config.chats or not self.circuits.allows(circuit, Budget.CHAT):
+            self.circuits.refuse(circuit)
+            raise LimitReached(ErrorCode.CIRCUIT_BUDGET)
 
-        Returns it with its new passphrase (shown once): the one used here stops working, the
-        browser that held the chat until now is shown that it continues elsewhere, and the
-        counsellor sees that the visitor returned.
+    def _make_room(self, circuit: str) -> bool:
+        """Make room for a newcomer of ``circuit`` in a full line, if some circuit holds more than its share.
+
+        The newest waiting chat of the circuit holding the most ends, if that circuit holds at
+        least two more than the newcomer's does. So a full line is shared out: a visitor with one
+        chat is never pushed out, and one circuit's flood makes room for everyone else's first chat.
         """
-        if not session_throttle.allow() or not self._resume_throttle.allow():
+        crowding = self._crowding(circuit)
+        if crowding is None:
+            return False
+        self.end(crowding.id, EndReason.DISPLACED)
+        return True
+
+    def _crowding(self, circuit: str) -> Conversation | None:
+        """The waiting chat that would make room for a newcomer of ``circuit`` (see _make_room), if any."""
+        waiting: dict[str, list[Conversation]] = {}
+        for conv in self._conversations.values():
+            if conv.state is State.WAITING and not conv.left:
+                waiting.setdefault(conv.circuit, []).append(conv)
+        if not waiting:
+            return None
+        most = max(waiting, key=lambda c: len(waiting[c]))
+        if len(waiting[most]) < len(waiting.get(circuit, ())) + 2:
+            return None
+        return waiting[most][-1]  # the newest: conversations keep their start order
+
+    def resume(self, passphrase: str, session_throttle: Throttle) -> tuple[Conversation, str]:
+        """The live conversation for ``passphrase``, moved to the asking browser; throttled per session.
+
+        (And per circuit, by the caller.) There is no global budget: one person spending it
+        would lock every visitor out. Returns it with its new passphrase (shown once): the one
+        used here stops working, the browser that held the chat until now is shown that it
+        continues elsewhere, and the counsellor sees that the visitor returned.
+        """
+        if not session_throttle.allow():
             raise LimitReached(ErrorCode.RESUME_THROTTLED)
         cid = self._by_passphrase.get(_passphrase_key(passphrase))
         conv = self._conversations.get(cid) if cid else None
@@ -523,16 +662,20 @@ class ChatStore:
         conv = self.get(cid)
         if conv.state is State.ENDED:
             raise ChatError(ErrorCode.ENDED)
-        text = self._checked_text(conv, text)
+        text = self._checked_text(conv, text, author is not Author.VISITOR)
         if author is Author.VISITOR:
             throttle = Throttle(self.limits.messages_per_minute, 60.0, conv.sent_times)
             if not throttle.allow():
                 raise LimitReached(ErrorCode.TOO_FAST)
         msg = self._append(conv, author, text, sender)
         conv.touch()
+        if author is Author.VISITOR:
+            self.visitor_here(conv)
+            if conv.urgent_asked and not conv.urgent:
+                self._make_urgent(conv, "")
         return msg
 
-    def _checked_text(self, conv: Conversation, text: str) -> str:
+    def _checked_text(self, conv: Conversation, text: str, staff: bool = True) -> str:
         text = clean_text(text).strip()
         if not text:
             raise ChatError(ErrorCode.EMPTY)
@@ -540,7 +683,14 @@ class ChatStore:
             raise LimitReached(ErrorCode.TOO_LONG)
         if len(conv.messages) + len(conv.notes) >= self.limits.messages_per_conversation:
             raise LimitReached(ErrorCode.CONVERSATION_FULL)
+        if not staff and self.memory_full() and conv.text_bytes >= self._share():
+            # Above the ceiling a visitor's chat grows only within its share: whoever filled the
+            # memory stops there, and every ordinary conversation goes on.
+            raise LimitReached(ErrorCode.CONVERSATION_FULL)
         return text
+
+    def _share(self) -> int:
+        return self.limits.memory_mb * MB // self.limits.conversations
 
     def add_note(self, cid: str, kind: NoteKind, author: str, text: str) -> StaffNote:
         """Add staff-only text (a note, or a line between counsellor and supervisor)."""
@@ -548,9 +698,15 @@ class ChatStore:
         if conv.state is State.ENDED:
             raise ChatError(ErrorCode.ENDED)
         note = StaffNote(kind=kind, author=author, text=self._checked_text(conv, text), at=self.clock.wall())
+        self._count_text(conv, note.text)
         conv.notes.append(note)
         self._bump_staff_only(conv)
         return note
+
+    def _count_text(self, conv: Conversation, text: str) -> None:
+        size = sys.getsizeof(text) + MESSAGE_BYTES
+        conv.text_bytes += size
+        self.text_bytes += size
 
     def _bump_staff_only(self, conv: Conversation) -> None:
         conv.bump(visitor=False)
@@ -560,6 +716,7 @@ class ChatStore:
         msg = Message(seq=conv.next_seq, author=author, text=text, at=self.clock.wall(),
                       sender=sender, event=event)
         conv.next_seq += 1
+        self._count_text(conv, text)
         conv.messages.append(msg)
         conv.bump()
         return msg
@@ -573,6 +730,7 @@ class ChatStore:
             raise LimitReached(ErrorCode.MAX_CHATS)
         conv.slot = self.free_slot(staff, max_chats, slot)
         conv.state = State.OPEN
+        conv.left = False
         conv.counsellor = staff
         conv.handed_over = False
         if not conv.answered:
@@ -589,20 +747,44 @@ class ChatStore:
 
         The visitor's own press (no ``actor``) also puts a line in the conversation, once: the
         counsellor reads it where they read everything else, even when staff marked it before.
+        Staff (``actor``) can always flag a chat. A visitor's press counts once they have
+        written something (until then it waits, and takes effect with their first message),
+        and only one chat per circuit at a time can be urgent: a flood of fake chats cannot all
+        jump ahead of real urgent ones, nor raise an alarm each.
         """
         conv = self.get(cid)
         if conv.state is State.ENDED:
             return conv
+        if not actor and self._circuit_has_urgent(conv):
+            if self.circuits is not None:
+                self.circuits.refuse(conv.circuit)
+            raise LimitReached(ErrorCode.URGENT_ALREADY)
         if not actor and not any(m.event == "urgent" for m in conv.messages):
             self._append(conv, Author.SYSTEM, "", event="urgent")
         if conv.urgent:
             return conv
+        if not actor and not any(m.author is Author.VISITOR for m in conv.messages):
+            conv.urgent_asked = True
+            return conv
+        self._make_urgent(conv, actor)
+        return conv
+
+    def _circuit_has_urgent(self, conv: Conversation) -> bool:
+        if conv.circuit == LOCAL:  # no circuits without Tor: a local test has several testers
+            return False
+        return any(c.urgent and c.circuit == conv.circuit and c.state is not State.ENDED and c is not conv
+                   for c in self._conversations.values())
+
+    def _make_urgent(self, conv: Conversation, actor: str) -> None:
+        if not actor and self._circuit_has_urgent(conv):
+            conv.urgent_asked = False
+            return
         conv.urgent = True
+        conv.urgent_asked = False
         conv.touch()
         conv.bump(visitor=False)
         self._bump_board()
-        self._emit(ChatEvent(EventKind.URGENT, cid, actor=actor))
-        return conv
+        self._emit(ChatEvent(EventKind.URGENT, conv.id, actor=actor))
 
     def transfer(self, cid: str, actor: str, to: str, reason: str, max_chats: int) -> Conversation:
         """Hand an open chat to another counsellor, who sees why in a staff-only line."""
@@ -618,8 +800,9 @@ class ChatStore:
         conv.joined.discard(to)
         conv.handed_over = True  # highlighted for the new counsellor until they open it
         if reason.strip():
-            conv.notes.append(StaffNote(NoteKind.STAFF_LINE, actor, self._checked_text(conv, reason),
-                                        self.clock.wall()))
+            note = StaffNote(NoteKind.STAFF_LINE, actor, self._checked_text(conv, reason), self.clock.wall())
+            self._count_text(conv, note.text)
+            conv.notes.append(note)
         self._append(conv, Author.SYSTEM, "", event="took_over")
         self._bump_board()
         self._emit(ChatEvent(EventKind.TRANSFERRED, cid, actor=actor, target=to))
@@ -635,6 +818,7 @@ class ChatStore:
         conv.slot = 0
         conv.handed_over = False
         conv.joined.clear()
+        conv.visitor_seen = self.clock.monotonic()  # given a fresh chance to be seen asking
         self._append(conv, Author.SYSTEM, "", event="requeued")
         self._bump_board()
         self._emit(ChatEvent(EventKind.REQUEUED, cid, actor=actor))
@@ -672,8 +856,11 @@ class ChatStore:
         conv.passphrase_key = b""
         conv.messages.clear()
         conv.notes.clear()
+        self.text_bytes -= conv.text_bytes
+        conv.text_bytes = 0
         conv.nickname = ""
         conv.state = State.ENDED
+        conv.left = False
         conv.end_reason = reason
         conv.ended_at = now
         conv.bump()
@@ -706,20 +893,71 @@ class ChatStore:
     def forget(self, cid: str, reason: EndReason = EndReason.DELETED) -> None:
         """End a conversation and drop it from memory at once (the visitor deleted it)."""
         self.end(cid, reason)
-        self._conversations.pop(cid, None)
+        self._drop(cid)
+
+    def _drop(self, cid: str) -> None:
+        conv = self._conversations.pop(cid, None)
+        if conv is not None:
+            conv.pages.clear(conv.rendered)
+
+    # -- a flood, as supervisors see it and clear it -----------------------------------
+
+    def _suspect(self, conv: Conversation) -> bool:
+        """A waiting chat that looks like part of a flood (only counts, never ids, reach a page).
+
+        Its page stopped asking before its visitor wrote anything, or its circuit started
+        more than one chat lately, or was closed for going on over budget. A real visitor
+        has one chat per circuit (Tor Browser uses one circuit per site) and either keeps
+        their page open or has written something.
+        """
+        if conv.state is not State.WAITING:
+            return False
+        if conv.left and not any(m.author is Author.VISITOR for m in conv.messages):
+            return True
+        if self.circuits is None or conv.circuit == LOCAL:
+            return False
+        return self.circuits.chats_started(conv.circuit) > 1 or self.circuits.closed(conv.circuit)
+
+    def line_signs(self) -> LineSigns:
+        """Counts for the supervisors' page."""
+        waiting = [c for c in self._conversations.values() if c.state is State.WAITING]
+        return LineSigns(waiting=sum(1 for c in waiting if not c.left), left=sum(1 for c in waiting if c.left),
+                         suspect=sum(1 for c in waiting if self._suspect(c)))
+
+    def clear_flood(self, actor: str) -> int:
+        """End every waiting chat that looks like part of a flood (see _suspect); how many."""
+        suspects = [c.id for c in self._conversations.values() if self._suspect(c)]
+        for cid in suspects:
+            self.end(cid, EndReason.CLEARED)  # one audit entry for all of them, below
+        if suspects:
+            self._emit(ChatEvent(EventKind.FLOOD_CLEARED, "", actor=actor, count=len(suspects)))
+        return len(suspects)
+
+    # -- time passing ----------------------------------------------------------------
 
     def sweep(self, now: float | None = None) -> int:
-        """End idle conversations and drop ended shells; returns how many were dropped."""
+        """End idle conversations, mark waiting visitors whose page stopped asking, drop ended shells.
+
+        Returns how many conversations were dropped.
+        """
         now = self.clock.monotonic() if now is None else now
         idle = self.limits.idle_minutes * 60
         keep_ended = self.limits.ended_minutes * 60
         dropped = 0
+        line_changed = False
         for conv in list(self._conversations.values()):
             if conv.state is not State.ENDED and now - conv.last_activity > idle:
                 self.end(conv.id, EndReason.EXPIRED, now)
+            if conv.state is State.WAITING and not conv.left and (
+                    now - conv.visitor_seen > self.left_after
+                    # A browser asks for the chat page at once: a start that never did is no visitor.
+                    or (not conv.asked and now - conv.created > NEVER_ASKED_SECONDS)):
+                conv.left = line_changed = True
             if conv.state is State.ENDED and now - conv.ended_at >= keep_ended:
-                del self._conversations[conv.id]
+                self._drop(conv.id)
                 dropped += 1
+        if line_changed:
+            self._bump_board()
         for key in [k for k, until in self._blocked.items() if until <= now]:
             del self._blocked[key]
         return dropped

@@ -50,6 +50,12 @@ class ServerConfig:
     event_loop: str = setting("auto", "The event loop: 'auto' uses uvloop where it is installed (faster), "
                                       "else Python's own; 'asyncio' always Python's own; 'uvloop' requires it.",
                               choices=EVENT_LOOPS)
+    proxy_protocol: str = setting("auto", "Does every connection to both sites start with tor's PROXY line "
+                                          "naming its circuit (HiddenServiceExportCircuitID haproxy)? 'auto': "
+                                          "yes in launch mode and in torrc mode (as torrc.example has it), no "
+                                          "with --local and in control mode; 'off': a torrc without that line "
+                                          "(no budgets per visitor then); 'on': also with --local (tests).",
+                                  choices=("auto", "on", "off"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +65,12 @@ class LimitsConfig:
     message_length: int = setting(2000, "Longest message, in characters.", lo=1, hi=100_000)
     messages_per_conversation: int = setting(1000, "Messages kept in one conversation.", lo=1, hi=100_000)
     messages_per_minute: int = setting(30, "Messages one person may send per minute.", lo=1, hi=10_000)
-    queue_length: int = setting(50, "Visitors waiting at once; more are asked to come back later.",
+    queue_length: int = setting(200, "Visitors waiting at once (those whose page stopped asking do not count); "
+                                     "more are asked to come back later, unless a circuit holds more than its "
+                                     "share of the line.",
                                 lo=1, hi=100_000)
-    conversations: int = setting(500, "Conversations (waiting and open) in memory at once.", lo=1, hi=1_000_000)
+    conversations: int = setting(500, "Conversations (waiting and open) at once; ended chats and waiting visitors "
+                                      "whose page stopped asking do not count.", lo=1, hi=1_000_000)
     sessions: int = setting(5000, "Visitor sessions in memory at once.", lo=1, hi=1_000_000)
     body_bytes: int = setting(16384, "Largest request body accepted, in bytes.", lo=1024, hi=10_000_000)
     connection_idle_seconds: int = setting(60, "A connection that has not sent a whole request for this long is "
@@ -72,8 +81,46 @@ class LimitsConfig:
                                     "and wiped.", lo=1, hi=24 * 60)
     ended_minutes: int = setting(10, "How long the last page of an ended conversation stays readable "
                                      "before it is wiped.", lo=0, hi=24 * 60)
-    resume_attempts: int = setting(5, "Wrong resume passphrases allowed per session per 10 minutes; also "
-                                      "the global budget per minute is 20 times this.", lo=1, hi=1000)
+    resume_attempts: int = setting(5, "Resume attempts allowed per browser session per 10 minutes (each "
+                                      "circuit also has circuits.resumes).", lo=1, hi=1000)
+    request_seconds: int = setting(20, "A request's headers and body must have arrived within this many seconds "
+                                       "of its first byte, or the connection is closed (slow senders hold "
+                                       "nothing for long).", lo=2, hi=3600)
+    memory_mb: int = setting(256, "Memory for chat text, cached pages and sessions (counted, in MB). Above it "
+                                  "new chats are refused with a 'very busy' page, and a chat may only grow "
+                                  "within its share (memory_mb / conversations).", lo=16, hi=1_000_000)
+    page_cache_mb: int = setting(32, "Of memory_mb, the most that rendered pages kept for reuse may take; "
+                                     "beyond it pages are rendered for each request.", lo=1, hi=100_000)
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitsConfig:
+    """Budgets per Tor circuit, so that no one visitor can spend what everybody shares.
+
+    Behind Tor each connection says which circuit it came on (an anonymous number, kept in
+    memory only). Without Tor (serve --local) the whole listener is one circuit: these
+    budgets then apply to everyone together, so the defaults leave room for a handful of
+    people testing at once.
+    """
+
+    sessions: int = setting(30, "New visitor sessions (first visits) one circuit may open per 10 minutes; it "
+                                "also holds at most this many at once (its oldest is forgotten first).",
+                            lo=1, hi=1_000_000)
+    chats: int = setting(5, "Chats one circuit may have waiting or open at once; it may start twice as many "
+                            "per 10 minutes.", lo=1, hi=100_000)
+    resumes: int = setting(10, "Resume attempts one circuit may make per 10 minutes.", lo=1, hi=100_000)
+    connections: int = setting(16, "Connections one circuit may hold open at once (a browser opens up to 6 "
+                                   "per site). Not counted without Tor.", lo=2, hi=100_000)
+    requests_per_second: int = setting(3, "Requests one circuit may make per second on average; bursts of up "
+                                          "to 10 seconds' worth (5 seconds' worth for a new circuit; a page "
+                                          "with its frames is about 6).",
+                                       lo=1, hi=100_000)
+    strikes: int = setting(20, "Refusals within a minute after which a circuit is closed: its connections "
+                               "end, tor is asked to close it (CLOSECIRCUIT), and it is refused for "
+                               "penalty_minutes. Never without Tor.", lo=1, hi=100_000)
+    penalty_minutes: int = setting(10, "How long a closed circuit stays refused.", lo=1, hi=24 * 60)
+    tracked: int = setting(10_000, "Circuits whose budgets are remembered at once; beyond that the one unseen "
+                                   "longest is forgotten.", lo=100, hi=10_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +298,7 @@ class Config:
 
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    circuits: CircuitsConfig = field(default_factory=CircuitsConfig)
     poll: PollConfig = field(default_factory=PollConfig)
     visitor: VisitorConfig = field(default_factory=VisitorConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
@@ -270,7 +318,7 @@ class Config:
 
 
 SECTIONS: dict[str, type[Any]] = {
-    "server": ServerConfig, "limits": LimitsConfig, "poll": PollConfig,
+    "server": ServerConfig, "limits": LimitsConfig, "circuits": CircuitsConfig, "poll": PollConfig,
     "visitor": VisitorConfig, "staff": StaffConfig, "hours": HoursConfig, "tor": TorConfig,
     "stats": StatsConfig,
 }

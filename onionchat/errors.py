@@ -34,6 +34,9 @@ class ErrorCode(enum.StrEnum):
     MAX_CHATS = "max_chats"
     LOGIN_THROTTLED = "login_throttled"
     LOGIN_FAILED = "login_failed"
+    CIRCUIT_BUDGET = "circuit_budget"  # one visitor (one Tor circuit) did something too often
+    URGENT_ALREADY = "urgent_already"
+    TOO_SLOW = "too_slow"  # a request did not arrive within [limits] request_seconds
 
 
 class OnionchatError(Exception):

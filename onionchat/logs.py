@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import TextIO
 
 
@@ -25,9 +27,51 @@ class PrivacyFilter(logging.Filter):
         return True
 
 
+LINES_PER_MINUTE = 60  # onionchat's own lines a minute, at most, whatever an attacker does
+OTHER_LINES_PER_MINUTE = 30  # libraries' lines (aiohttp's "Error handling request" on a bad request, ...)
+
+
+class BoundedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes at most so many lines a minute, then says how many it left out.
+
+    Whatever an attacker triggers (bad requests, refusals, failing accepts), the log cannot
+    fill the disk: at most ``per_minute`` lines of onionchat's own and ``others_per_minute`` of
+    libraries a minute, plus one summary line. Separate budgets, so that a flood of a library's
+    complaints about bad requests cannot crowd out onionchat's own warnings.
+    """
+
+    def __init__(self, stream: TextIO, per_minute: int = LINES_PER_MINUTE,
+                 others_per_minute: int = OTHER_LINES_PER_MINUTE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(stream)
+        self.budgets = {True: per_minute, False: others_per_minute}
+        self.clock = clock
+        self._minute = -1
+        self._written = {True: 0, False: 0}
+        self._dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write ``record`` unless this minute's lines are used up."""
+        minute = int(self.clock() // 60)
+        if minute != self._minute:
+            self._minute, self._written = minute, {True: 0, False: 0}
+            if self._dropped:
+                dropped, self._dropped = self._dropped, 0
+                summary = logging.LogRecord("onionchat", logging.WARNING, __file__, 0,
+                                            "%d log lines were left out in the last minute(s): too many", (dropped,),
+                                            None)
+                super().emit(summary)
+        own = record.name == "onionchat" or record.name.startswith("onionchat.")
+        if self._written[own] >= self.budgets[own]:
+            self._dropped += 1
+            return
+        self._written[own] += 1
+        super().emit(record)
+
+
 def setup(level: str, stream: TextIO = sys.stderr) -> None:
     """Configure the root logger once; there is no access log at all."""
-    handler = logging.StreamHandler(stream)
+    handler = BoundedHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(PrivacyFilter())
     root = logging.getLogger()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from onionchat.circuits import LOCAL
 from onionchat.errors import ErrorCode, LimitReached
 from onionchat.throttle import Throttle
 
@@ -42,6 +43,7 @@ class Session:
     # web.poll's budget (opaque here; made on the first one).
     holding: dict[int, Any] | None = None
     resume_throttle: Throttle = field(default_factory=lambda: Throttle(5, 600.0))
+    circuit: str = LOCAL  # the Tor circuit that opened it: memory only, never logged
 
     def csrf_ok(self, token: str) -> bool:
         """Constant-time check of a form's CSRF token."""
@@ -56,11 +58,17 @@ class SessionStore:
     a waiting visitor's page only polls). ``lifetime_seconds`` ends a session that long after it
     began, however active. ``presence_seconds`` (staff): a session whose pages have not asked
     for that long has no page open, and does not count as available.
+
+    ``per_circuit``: the most sessions one circuit holds at once (None: no such bound), for
+    the circuits ``bounded(circuit)`` says; ``live_chat(conversation_id)`` tells whether a
+    session's chat is still going (one whose chat has ended is as bare as one that never had one).
     """
 
     def __init__(self, limit: int, idle_seconds: float, resume_attempts: int = 5, *,
                  idle_by_action: bool = False, lifetime_seconds: float | None = None,
-                 presence_seconds: float = float("inf"), clock: Callable[[], float] = time.monotonic) -> None:
+                 presence_seconds: float = float("inf"), clock: Callable[[], float] = time.monotonic,
+                 per_circuit: int | None = None, bounded: Callable[[str], bool] | None = None,
+                 live_chat: Callable[[str], bool] | None = None) -> None:
         self.limit = limit
         self.idle_seconds = idle_seconds
         self.presence_seconds = presence_seconds
@@ -68,7 +76,11 @@ class SessionStore:
         self.idle_by_action = idle_by_action
         self.lifetime_seconds = lifetime_seconds
         self._clock = clock
+        self.per_circuit = per_circuit
+        self.bounded = bounded or (lambda circuit: True)
+        self.live_chat = live_chat or (lambda cid: True)
         self._sessions: dict[str, Session] = {}
+        self._by_circuit: dict[str, dict[str, Session]] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -92,74 +104,106 @@ class SessionStore:
             return None
         now = self._clock()
         if self._expired(session, now):
-            del self._sessions[sid]
+            self._remove(session)
             return None
         session.last_seen = now
         if acted:
             session.last_action = now
         return session
 
-    def create(self) -> Session:
-        """A new session; refused with LimitReached when the store is full even after a sweep."""
+    def _add(self, session: Session) -> None:
+        self._sessions[session.id] = session
+        self._by_circuit.setdefault(session.circuit, {})[session.id] = session
+
+    def _remove(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        own = self._by_circuit.get(session.circuit)
+        if own is not None:
+            own.pop(session.id, None)
+            if not own:
+                del self._by_circuit[session.circuit]
+
+    def create(self, circuit: str = LOCAL) -> Session:
+        """A new session for ``circuit``; refused with LimitReached when the store is full of chats.
+
+        Room is made, in this order: a circuit at its ``per_circuit`` bound gives up its own
+        longest-unused session (bare ones first); a full store forgets idle sessions, then
+        the longest-unused bare session of the circuit holding the most. So a flood of page
+        loads pushes out its own sessions first, and never someone who is chatting or who
+        opened the start page on a circuit of their own.
+        """
+        own = self._by_circuit.get(circuit, {})
+        if self.per_circuit is not None and len(own) >= self.per_circuit and self.bounded(circuit):
+            self._remove(min(own.values(), key=lambda s: (not self._bare(s), s.last_seen)))
         if len(self._sessions) >= self.limit:
             self.sweep()
-        if len(self._sessions) >= self.limit and not self._evict_idlest_bare():
+        if len(self._sessions) >= self.limit and not self._evict_bare():
             raise LimitReached(ErrorCode.BUSY)
         now = self._clock()
         session = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32),
                           last_seen=now, last_action=now, started=now,
-                          resume_throttle=Throttle(self.resume_attempts, 600.0))
-        self._sessions[session.id] = session
+                          resume_throttle=Throttle(self.resume_attempts, 600.0), circuit=circuit)
+        self._add(session)
         return session
 
-    def _evict_idlest_bare(self) -> bool:
-        """Make room by dropping the longest-unused session that holds no chat and no login.
+    def _bare(self, session: Session) -> bool:
+        """Holds no login and no chat that is still going."""
+        return not session.staff and (not session.conversation or not self.live_chat(session.conversation))
+
+    def _evict_bare(self) -> bool:
+        """Make room by dropping a bare session: of the circuit holding the most, its longest-unused.
 
         A flood of page loads creates sessions; they must never push out someone who is chatting.
         """
-        bare = [s for s in self._sessions.values() if not s.conversation and not s.staff]
-        if not bare:
+        if not self._by_circuit:
             return False
-        del self._sessions[min(bare, key=lambda s: s.last_seen).id]
-        return True
+
+        # The biggest holder first (one max(), the usual case), then the others by size.
+        def holders() -> Iterator[dict[str, Session]]:
+            yield max(self._by_circuit.values(), key=len)
+            yield from sorted(self._by_circuit.values(), key=len, reverse=True)
+
+        for sessions in holders():
+            bare = [s for s in sessions.values() if self._bare(s)]
+            if bare:
+                self._remove(min(bare, key=lambda s: s.last_seen))
+                return True
+        return False
 
     def regenerate(self, session: Session) -> Session:
         """Give ``session`` a fresh id and CSRF token (at login: no session fixation).
 
         Its lifetime starts again: at a staff login, the absolute lifetime counts from here.
         """
-        self._sessions.pop(session.id, None)
+        self._remove(session)
         session.id = secrets.token_urlsafe(32)
         session.csrf = secrets.token_urlsafe(32)
         session.started = session.last_action = self._clock()
-        self._sessions[session.id] = session
+        self._add(session)
         return session
 
     def drop(self, session: Session) -> None:
         """Forget a session."""
-        self._sessions.pop(session.id, None)
+        self._remove(session)
+
+    def _forget(self, stale: Callable[[Session], bool]) -> int:
+        gone = [s for s in self._sessions.values() if stale(s)]
+        for session in gone:
+            self._remove(session)
+        return len(gone)
 
     def drop_staff(self, name: str, keep: Session | None = None) -> int:
         """Sign ``name`` out everywhere (after a password or 2FA reset), except session ``keep``."""
-        gone = [sid for sid, s in self._sessions.items() if s.staff == name and s is not keep]
-        for sid in gone:
-            del self._sessions[sid]
-        return len(gone)
+        return self._forget(lambda s: s.staff == name and s is not keep)
 
     def sign_out_where(self, stale: Callable[[Session], bool]) -> int:
         """Forget every signed-in staff session for which ``stale`` is true; returns how many."""
-        gone = [sid for sid, s in self._sessions.items() if s.staff and stale(s)]
-        for sid in gone:
-            del self._sessions[sid]
-        return len(gone)
+        return self._forget(lambda s: bool(s.staff) and stale(s))
 
     def sweep(self) -> int:
         """Forget idle and too old sessions; returns how many."""
         now = self._clock()
-        idle = [sid for sid, s in self._sessions.items() if self._expired(s, now)]
-        for sid in idle:
-            del self._sessions[sid]
-        return len(idle)
+        return self._forget(lambda s: self._expired(s, now))
 
     def staff_available(self) -> set[str]:
         """Names of signed-in staff who chose Available and whose staff page is open and updating.

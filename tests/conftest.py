@@ -18,7 +18,7 @@ from argon2 import PasswordHasher, Type
 import onionchat.staff
 import onionchat.visitor
 from onionchat.accounts import AccountStore, Role
-from onionchat.config import Config, HoursConfig, LimitsConfig, PollConfig, ServerConfig, StaffConfig
+from onionchat.config import CircuitsConfig, Config, HoursConfig, LimitsConfig, PollConfig, ServerConfig, StaffConfig
 from onionchat.eventloop import loop_factory
 from onionchat.web.app import Services, build_services
 from onionchat.web.server import PRIVATE_RUNNER
@@ -73,7 +73,14 @@ def config(tmp_path: Path) -> Config:
     """
     return Config(server=ServerConfig(data_dir=str(tmp_path / "data")),
                   poll=PollConfig(hold_seconds=2), limits=LimitsConfig(), staff=StaffConfig(),
-                  hours=HoursConfig(open_without_staff=True))
+                  hours=HoursConfig(open_without_staff=True), circuits=UNLIMITED_CIRCUITS)
+
+
+# In-process test clients have no Tor circuit ids: everything they do is the one circuit LOCAL.
+# Tests of other things must not run into the per-circuit budgets (tests/test_circuits.py tests
+# those, with the defaults).
+UNLIMITED_CIRCUITS = CircuitsConfig(sessions=1_000_000, chats=100_000, resumes=100_000, connections=100_000,
+                                    requests_per_second=100_000)
 
 
 def make_services(config: Config) -> Services:

@@ -30,6 +30,8 @@ LOOPBACK = "127.0.0.1"
 PORT_LO, PORT_HI = 20000, 32767
 # Accounts created here use this password unless told otherwise (long enough for password_min).
 PASSWORD = "correct horse battery staple 42"
+NO_CIRCUIT_BUDGETS: dict[str, Any] = {"sessions": 1_000_000, "chats": 100_000, "resumes": 100_000,
+                                      "connections": 100_000, "requests_per_second": 100_000}
 _URL_LINE = re.compile(r"^(visitor|staff):\s+(http://\S+)$", re.MULTILINE)
 _used_ports: set[int] = set()
 _ports_lock = threading.Lock()
@@ -79,6 +81,30 @@ def fetch(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, dict(exc.headers.items()), exc.read()
+
+
+def proxy_line(circuit: int) -> bytes:
+    """The line tor writes first on each connection of circuit ``circuit`` (HiddenServiceExportCircuitID haproxy).
+
+    Tor 0.4.9's exact format: the id in the last 32 bits of the source address, its two halves in hex.
+    """
+    high, low = circuit >> 16, circuit & 0xFFFF
+    return f"PROXY TCP6 fc00:dead:beef:4dad::{high:x}:{low:x} ::1 {low} 80\r\n".encode()
+
+
+READY_CIRCUIT = 0xFFFFFFFE  # the circuit live_server's readiness check comes on (none of a test's)
+
+
+def proxied_status(url: str, circuit: int, timeout: float = 5.0) -> int:
+    """The status of GET ``url`` on a connection that starts with tor's PROXY line (0: no answer)."""
+    parts = urlsplit(url)
+    if parts.hostname != LOOPBACK:
+        raise ValueError(f"refusing to contact {url}: tests talk to {LOOPBACK} only")
+    with socket.create_connection((LOOPBACK, parts.port or 80), timeout=timeout) as sock:
+        sock.sendall(proxy_line(circuit) + f"GET {parts.path or '/'} HTTP/1.1\r\nHost: onion\r\n\r\n".encode())
+        line = sock.makefile("rb").readline()
+    fields = line.split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
 
 
 def toml_value(value: Any) -> str:
@@ -189,7 +215,10 @@ def live_server(tmp: Path, settings: Mapping[str, Mapping[str, Any]] | None = No
     data_dir.mkdir(parents=True, mode=0o700)
     config_path = data_dir / "onionchat.toml"
     base = {"server": {"visitor_host": LOOPBACK, "visitor_port": free_port(),
-                       "staff_host": LOOPBACK, "staff_port": free_port(), "data_dir": str(data_dir)}}
+                       "staff_host": LOOPBACK, "staff_port": free_port(), "data_dir": str(data_dir)},
+            # Without Tor every browser of a test is the one circuit "local": tests of other
+            # things must not run into its budgets (tests/test_circuits_live.py sets its own).
+            "circuits": dict(NO_CIRCUIT_BUDGETS)}
     write_config(config_path, merged(base, settings))
     env = child_env(home)
     for name, role in (staff or {}).items():
@@ -214,8 +243,13 @@ def live_server(tmp: Path, settings: Mapping[str, Mapping[str, Any]] | None = No
 
         wait_until(announced, start_timeout, "printing the visitor and staff URLs")
 
+        proxied = merged(base, settings)["server"].get("proxy_protocol") == "on"
+
         def answering() -> bool:
             try:
+                if proxied:  # every connection must start with tor's PROXY line
+                    return (proxied_status(server.visitor_url, READY_CIRCUIT) == 200
+                            and proxied_status(server.staff_url + "login", READY_CIRCUIT) == 200)
                 return (fetch(server.visitor_url, 2.0)[0] == 200
                         and fetch(server.staff_url + "login", 2.0)[0] == 200)
             except OSError:

@@ -9,7 +9,9 @@ restart, recovery after the launched tor is killed, and control mode. Timings ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import json
 import os
 import re
 import shutil
@@ -38,6 +40,8 @@ ACCEPT = re.compile(r'action="/accept/([^"]+)"')
 SOCKS_CLIENT_AUTH_MISSING = 0xF4  # tor's extended SOCKS errors (Tor Browser shows a key prompt)
 SOCKS_CLIENT_AUTH_BAD = 0xF5  # a key, but not one the service accepts
 FRESH_ONION_TIMEOUT = 60.0  # first fetch of a just-published onion: tor retries failed rendezvous paths
+SESSIONS_PER_CIRCUIT = 12  # circuits.sessions of the onionchat under test
+STRIKES = 12  # circuits.strikes of the onionchat under test (other budgets as by default)
 T = TypeVar("T")
 
 
@@ -60,6 +64,7 @@ class Onionchat:
     net: TorNetwork
     mode: str = "launch"
     tor_settings: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # other sections of the config
     process: subprocess.Popen[bytes] | None = None
     visitor: str = ""
     staff: str = ""
@@ -81,6 +86,7 @@ class Onionchat:
             "server": self.server_settings,
             "poll": {"hold_seconds": 20},
             "tor": tor,
+            **self.settings,
         })
 
     @property
@@ -163,7 +169,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         net.start()
         timings.note("network ready (3 authorities, 3 relays)", time.monotonic() - t0)
         anon = net.add_client("anon", control=True, wait=False)
-        app = Onionchat(home=base / "onionchat", net=net)
+        # Small budgets per circuit, so that the test of circuit ids reaches them quickly.
+        app = Onionchat(home=base / "onionchat", net=net,
+                        settings={"circuits": {"sessions": SESSIONS_PER_CIRCUIT, "strikes": STRIKES}})
         add_staff(app.config_path, "carla", "counsellor", PASSWORD, app.env)
         out = app.cli("staff-key", "add", "carla-desk")
         match = AUTH_PRIVATE.search(out)
@@ -180,7 +188,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         timings.note("onionchat start to both onions published (launch, bootstrap included)", app.started_in)
         published = re.search(r"onion services published in ([\d.]+) s", app.log)
         if published:
-            timings.note("ADD_ONION of both onions to first descriptor upload", float(published.group(1)))
+            timings.note("tor start to both onions' first descriptor upload", float(published.group(1)))
         net.wait_ready(desk)
         yield World(net=net, app=app, anon=anon, desk=desk, desk_auth=auth_dir, timings=timings)
     finally:
@@ -198,9 +206,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 # -- HTTP over Tor -----------------------------------------------------------------------------
 
 
-def socks_session(node: Node, cookies: dict[str, str] | None = None) -> aiohttp.ClientSession:
-    """An HTTP client whose every connection goes through ``node``'s SocksPort (names resolved by tor)."""
-    connector = ProxyConnector.from_url(f"socks5://{LOOPBACK}:{node.socks_port}", rdns=True)
+def socks_session(node: Node, cookies: dict[str, str] | None = None, *,
+                  one_request_per_connection: bool = False) -> aiohttp.ClientSession:
+    """An HTTP client whose every connection goes through ``node``'s SocksPort (names resolved by tor).
+
+    ``one_request_per_connection``: no keep-alive, so that a connection the server cuts off
+    is an error, not a request aiohttp quietly sends again on a new connection.
+    """
+    connector = ProxyConnector.from_url(f"socks5://{LOOPBACK}:{node.socks_port}", rdns=True,
+                                        force_close=one_request_per_connection)
     session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=25))
     if cookies:
         session.cookie_jar.update_cookies(cookies)
@@ -263,13 +277,18 @@ async def new_identity(node: Node) -> None:
     network of six HSDirs, may not ask them again for minutes; a visitor would press New
     Identity (or wait). Our recovery is the service side: republishing, which this measures.
     """
+    replies = await control(node, "SIGNAL NEWNYM")
+    assert replies.count("250") >= 2, replies
+
+
+async def control(node: Node, command: str) -> str:
+    """Send one command to ``node``'s control port (cookie authentication); tor's replies."""
     cookie = (node.directory / "control_auth_cookie").read_bytes().hex()
     reader, writer = await asyncio.open_connection(LOOPBACK, node.control_port)
     try:
-        writer.write(f"AUTHENTICATE {cookie}\r\nSIGNAL NEWNYM\r\nQUIT\r\n".encode())
+        writer.write(f"AUTHENTICATE {cookie}\r\n{command}\r\nQUIT\r\n".encode())
         await writer.drain()
-        replies = (await asyncio.wait_for(reader.read(), 10)).decode()
-        assert replies.count("250") >= 2, replies
+        return (await asyncio.wait_for(reader.read(), 10)).decode()
     finally:
         writer.close()
 
@@ -342,6 +361,11 @@ async def test_launch_mode_publishes_both_onions(world: World) -> None:
                                    FRESH_ONION_TIMEOUT)
     world.timings.note("first fetch of the visitor onion through a Tor client", time.monotonic() - started)
     assert status == 200 and 'action="/start"' in page
+    # The addresses are the stored keys' (what an existing installation has in <data>/onion/):
+    # launch mode derives tor's key files from them, and tor's hostname files agree.
+    for name, address in (("visitor", app.visitor), ("staff", app.staff)):
+        stored = json.loads((app.data_dir / "onion" / f"{name}.key").read_text())["address"]
+        assert stored == address == (app.data_dir / "tor" / "hs" / name / "hostname").read_text().strip()
 
 
 async def test_chat_over_tor(world: World) -> None:
@@ -381,6 +405,50 @@ async def test_chat_over_tor(world: World) -> None:
         assert status == 200 and reply in frame
         world.visitor_cookies = {c.key: c.value for c in visitor.cookie_jar}
         world.visitor_text = text
+
+
+async def client_rend_circuits(node: Node, onion: str) -> set[str]:
+    """The ids the client ``node`` gives its built rendezvous circuits to ``onion`` (its own numbering)."""
+    status = await control(node, "GETINFO circuit-status")
+    service = onion.removesuffix(".onion")
+    return {line.split()[0].lstrip("250-+") for line in status.splitlines()
+            if " BUILT " in line and "PURPOSE=HS_CLIENT_REND" in line and f"REND_QUERY={service}" in line}
+
+
+async def test_two_tor_clients_have_two_circuits_and_a_flooding_one_is_closed(world: World) -> None:
+    """Budgets are per circuit: one Tor client spends its own, another is untouched; going on closes the circuit."""
+    app = world.app
+    landing = f"http://{app.visitor}/"
+    async with socks_session(world.anon, one_request_per_connection=True) as flooder, \
+            socks_session(world.desk) as other:
+        await retry("visitor landing", lambda: get(flooder, landing), FRESH_ONION_TIMEOUT)
+        statuses = []
+        for _ in range(SESSIONS_PER_CIRCUIT + 2):
+            flooder.cookie_jar.clear()  # every first visit opens a new session on the same circuit
+            statuses.append((await get(flooder, landing))[0])
+        # Earlier tests' visits on this circuit count too (a circuit lives ten minutes): first
+        # visits are welcome until the budget is spent, then the calm "wait" page.
+        first_refused = statuses.index(429)
+        assert first_refused > 0 and set(statuses[first_refused:]) == {429}, statuses
+        status, page = await retry("the other client", lambda: get(other, landing), FRESH_ONION_TIMEOUT)
+        assert status == 200 and 'action="/start"' in page, "another circuit has budgets of its own"
+        before = await client_rend_circuits(world.anon, app.visitor)
+        assert before, "the flooder's client has a rendezvous circuit to the visitor onion"
+        # The server cuts it off (its connections end, new ones are refused): the flood stops.
+        with contextlib.suppress(aiohttp.ClientError, OSError, ProxyError, ProxyConnectionError, ProxyTimeoutError):
+            for _ in range(STRIKES * 2):  # going on after being told to wait: the circuit is closed
+                flooder.cookie_jar.clear()
+                assert (await get(flooder, landing))[0] == 429
+        closed_at = time.monotonic()
+        while await client_rend_circuits(world.anon, app.visitor) & before:
+            assert time.monotonic() - closed_at < 10, "tor did not close the flooding circuit (CLOSECIRCUIT)"
+            await asyncio.sleep(0.2)  # polling the client's circuits with a deadline
+        world.timings.note("flooding circuit closed by CLOSECIRCUIT, seen by its client", time.monotonic() - closed_at)
+        await wait_for_log(app, "closed 1 Tor circuit(s) that went on over their budgets", 1, 10)
+    async with socks_session(world.anon) as fresh:
+        status, _ = await retry("a new circuit of the same client", lambda: get(fresh, landing), FRESH_ONION_TIMEOUT)
+    assert status == 200, "a new circuit starts with fresh budgets"
+    assert "Traceback" not in app.log
 
 
 async def test_chromium_without_javascript_chats_over_tor(world: World) -> None:

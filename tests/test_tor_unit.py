@@ -115,8 +115,11 @@ class FakeBackend:
         self.alive = True
         self.shut = 0
 
-    def connect(self, stop: threading.Event, progress: control.Progress | None) -> control.ControllerLike:
+    def connect(self, stop: threading.Event, progress: control.Progress | None,
+                on_connect: backends.OnConnect | None = None) -> control.ControllerLike:
         controller = self.make()
+        if on_connect is not None:
+            on_connect(controller)
         control.wait_bootstrap(controller, 5, stop, progress)
         self.controllers.append(controller)
         self.alive = True

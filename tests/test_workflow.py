@@ -40,7 +40,15 @@ async def test_urgent_visitor_jumps_the_queue_and_sees_what_to_do(
     response, _ = await scared.post("/chat/urgent")
     assert response.headers["Location"] == "/danger?frame=1"  # opened in the messages frame
     _, page = await scared.get("/danger?frame=1")
-    assert 'class="danger-number" dir="ltr">112</strong>' in page and "front of the line" in page
+    # Before writing anything the button only asks: a flood of empty chats cannot jump the line.
+    assert 'class="danger-number" dir="ltr">112</strong>' in page
+    assert "Write a few words about what is happening" in page
+    _, frame = await scared.get("/chat/messages")
+    assert "You are number 2 in line" in frame
+    await scared.get("/chat/compose")
+    assert (await scared.post("/chat/send", {"text": "he is coming back"}))[0].status == 303
+    _, page = await scared.get("/danger?frame=1")
+    assert "Your chat is now at the front of the line" in page and "Write a few words" not in page
     _, frame = await scared.get("/chat/messages")
     assert "You are number 1 in line" in frame
     assert [c.nickname for c in services.chat.queue()] == ["Scared", "Calm"]

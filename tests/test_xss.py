@@ -176,7 +176,7 @@ class World:
             conv.nickname = "plain nickname" if conv.nickname else ""
             conv.messages[:] = [replace(m, text="plain message") if m.text else m for m in conv.messages]
             conv.notes[:] = [replace(n, text="plain note") for n in conv.notes]
-            conv.rendered.clear()
+            conv.pages.clear(conv.rendered)
         canned = self.services.canned
         canned._replies = {k: replace(r, title="plain title", text="plain reply")
                            for k, r in canned._replies.items()}

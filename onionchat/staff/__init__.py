@@ -32,7 +32,7 @@ def prepared(services: Services) -> Callable[[web.Application], AsyncIterator[No
 
 def create_app(services: Services) -> web.Application:
     """The staff application (its own port; it shares no route with the visitor site)."""
-    app = new_app(services, STAFF_SITE, services.staff_sessions, i18n.SOURCE_LANGUAGE)
+    app = new_app(services, STAFF_SITE, services.staff_sessions, i18n.SOURCE_LANGUAGE, services.staff_listener)
     app[keys.PENDING] = PendingSteps()
     app[keys.FAVICONS] = Favicons()
     for module in (auth, workspace, chats, supervise, admin, statistics):

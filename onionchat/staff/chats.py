@@ -7,7 +7,7 @@ from aiohttp import web
 from onionchat.accounts import Account
 from onionchat.chat import Author, Conversation, EndReason, Message, NoteKind, StaffNote, State
 from onionchat.errors import ChatError, ErrorCode
-from onionchat.pagecache import Audience, PageKey, Rendered
+from onionchat.pagecache import Audience, PageKey
 from onionchat.sessions import Session
 from onionchat.web import cookies, keys
 from onionchat.web.csrf import read_form
@@ -91,11 +91,8 @@ def staff_messages_frame(request: web.Request, account: Account, conv: Conversat
                                paused=paused, check=check, site="staff", pane=pane).encode()
 
     def render(current: str, url: str) -> bytes:
-        key = PageKey(Audience.STAFF, lang, paused, check, viewer="" if holder else account.name, pane=pane)
-        cached = conv.rendered.get(key)
-        if cached is None or not cached.fits(current, url):
-            cached = conv.rendered[key] = Rendered(current, bool(url), page)
-        return cached.body(url)
+        key = None if paused else PageKey(Audience.STAFF, viewer="" if holder else account.name, pane=pane)
+        return conv.pages.serve(conv.rendered, key, current, url, page, variant=lang)
 
     conv.touch()
     return Frame(stamp=lambda: str(conv.version), wait=lambda t: conv.waiter()(t), render=render,

@@ -1,4 +1,4 @@
-"""Supervisor pages: every live chat at a glance, a read-only view of each, and joining one."""
+"""Supervisor pages: every live chat at a glance, signs of a flood, a read-only view of each, and joining one."""
 
 from __future__ import annotations
 
@@ -29,11 +29,21 @@ async def overview(request: web.Request) -> web.Response:
 
     def render(current: str, url: str) -> bytes:
         return renderer.render("staff/supervise.html", language(request, session), session=session, site="staff",
-                               chats=store.live(), refresh_url=url,
+                               chats=store.live(), refresh_url=url, signs=request.app[keys.CIRCUITS].signs(),
+                               line=store.line_signs(), cleared=request.query.get("cleared", ""),
                                paused=request.query.get("paused") == "1", check=next_check(request)).encode()
 
     frame = Frame(stamp=stamp, wait=lambda t: store.board_waiter()(t), render=render, path="/supervise")
     return await serve_frame(request, frame, session)
+
+
+@routes.post("/supervise/clear-flood", name="supervise_clear_flood")
+async def clear_flood(request: web.Request) -> web.StreamResponse:
+    """End, in one action, the waiting chats that look like a flood (ChatStore.clear_flood says which)."""
+    session, account = signed_in(request, Role.SUPERVISOR)
+    await read_form(request, session)
+    cleared = request.app[keys.CHAT].clear_flood(account.name)
+    raise see_other(f"/supervise?cleared={cleared}")
 
 
 @routes.get("/supervise/{cid}", name="supervise_chat")

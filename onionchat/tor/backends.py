@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,10 +35,14 @@ _INSTALL_HINT = ("install it with 'apt-get install tor', or run without Tor (loc
                  "'onionchat serve --local'")
 
 
+OnConnect = Callable[[ControllerLike], None]  # called once authenticated, before the bootstrap wait
+
+
 class Backend(Protocol):
     """One way of reaching tor: connect() gives an authenticated, bootstrapped controller."""
 
-    def connect(self, stop: threading.Event, progress: Progress | None) -> ControllerLike:
+    def connect(self, stop: threading.Event, progress: Progress | None,
+                on_connect: OnConnect | None = None) -> ControllerLike:
         """An authenticated controller of a bootstrapped tor (launching it if it is ours)."""
 
     def healthy(self) -> bool:
@@ -53,7 +58,8 @@ class ControlBackend:
     def __init__(self, config: Config) -> None:
         self.config = config
 
-    def connect(self, stop: threading.Event, progress: Progress | None) -> ControllerLike:
+    def connect(self, stop: threading.Event, progress: Progress | None,
+                on_connect: OnConnect | None = None) -> ControllerLike:
         """Connect, authenticate, wait for bootstrap."""
         tor = self.config.tor
         if tor.control_socket:
@@ -62,6 +68,8 @@ class ControlBackend:
             controller, where = connect_port(tor.control_port), f"127.0.0.1:{tor.control_port}"
         authenticate(controller, tor.control_password, where)
         try:
+            if on_connect is not None:
+                on_connect(controller)
             wait_bootstrap(controller, tor.bootstrap_timeout, stop, progress)
         except BaseException:
             controller.close()
@@ -86,7 +94,19 @@ class LaunchBackend:
         self.proc: subprocess.Popen[bytes] | None = None
         self.output: deque[str] = deque(maxlen=15)  # tor's last lines, for error messages
         self._reader: threading.Thread | None = None
+        self.services: list[str] = []  # the onion services' torrc lines (tor/hsdir.py), set before connect()
 
+    def supports_pow(self) -> bool:
+        """Whether this tor has the proof-of-work module (a tor without it refuses the option)."""
+        binary = shutil.which(self.config.tor.tor_binary)
+        if binary is None:
+            return False
+        try:
+            listed = subprocess.run([binary, "--list-modules"], capture_output=True, text=True, timeout=30,  # noqa: S603
+                                    check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return re.search(r"^pow: yes$", listed.stdout, re.MULTILINE) is not None
 
     def torrc(self) -> str:
         """Our torrc: only what we need, then the admin's extra lines (bridges, test networks)."""
@@ -105,6 +125,7 @@ class LaunchBackend:
             "AvoidDiskWrites 1",
             # tor exits by itself if onionchat dies without stopping it.
             f"__OwningControllerProcess {os.getpid()}",
+            *self.services,
         ]
         for line in self.config.tor.extra_torrc:
             if "\n" in line or "\r" in line:
@@ -146,7 +167,8 @@ class LaunchBackend:
             stop.wait(0.1)
         raise TorError("tor did not open its control socket within 60 s")
 
-    def connect(self, stop: threading.Event, progress: Progress | None) -> ControllerLike:
+    def connect(self, stop: threading.Event, progress: Progress | None,
+                on_connect: OnConnect | None = None) -> ControllerLike:
         """Start tor (stopping an older one of ours first), authenticate, wait for bootstrap."""
         binary = shutil.which(self.config.tor.tor_binary)
         if binary is None:
@@ -175,6 +197,8 @@ class LaunchBackend:
         try:
             controller = self._wait_for_control(proc, stop)
             authenticate(controller, "", str(self.directory))
+            if on_connect is not None:
+                on_connect(controller)
             wait_bootstrap(controller, self.config.tor.bootstrap_timeout, stop, progress)
         except BaseException:
             if controller is not None:

@@ -146,6 +146,33 @@ def del_onion(controller: ControllerLike, key: OnionKey) -> None:
         raise TorError(f"tor refused to remove {key.address}: {_reply_text(response)}")
 
 
+def setconf(controller: ControllerLike, command: str) -> None:
+    """Send a SETCONF; TorPublishError with tor's answer when it is refused."""
+    response = controller.msg(command)
+    if not response.is_ok():
+        raise TorPublishError(f"tor refused the onion services' configuration: {_reply_text(response)}")
+
+
+def close_circuits(controller: ControllerLike, circuits: set[str], service_id: str) -> int:
+    """CLOSECIRCUIT each of ``circuits`` that is a rendezvous circuit of ``service_id``; how many were closed.
+
+    Ids come from PROXY lines on a local port: any local process could write one. So only a
+    circuit tor lists as one of our visitor onion's rendezvous circuits is closed, never an
+    introduction or directory circuit of the same number.
+    """
+    ours = set()
+    for line in str(controller.get_info("circuit-status")).splitlines():
+        fields = line.split()
+        if (fields and "PURPOSE=HS_SERVICE_REND" in fields
+                and f"REND_QUERY={service_id}" in fields):
+            ours.add(fields[0])
+    closed = 0
+    for circuit in sorted(circuits & ours):
+        if controller.msg(f"CLOSECIRCUIT {circuit}").is_ok():
+            closed += 1
+    return closed
+
+
 class UploadWatch:
     """Collects HS_DESC events so we can wait for each service's first descriptor upload."""
 

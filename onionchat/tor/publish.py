@@ -10,8 +10,13 @@ Interface for the server (all of stem runs in worker threads, never on the event
 Modes (``tor.mode``):
 
 - ``launch``: start our own tor (DataDirectory ``<data_dir>/tor``, cookie-authenticated
-  control socket, ``SocksPort 0``, ``tor.extra_torrc`` appended) and stop it on close.
-- ``control``: attach to a running tor (Debian: ``/run/tor/control``, group ``debian-tor``).
+  control socket, ``SocksPort 0``, ``tor.extra_torrc`` appended) with both onions as
+  HiddenServiceDir blocks exporting circuit ids (tor/hsdir.py), and stop it on close. Circuits
+  the web layer gives up on are closed with CLOSECIRCUIT from the watchdog thread.
+- ``control``: attach to a running tor (Debian: ``/run/tor/control``, group ``debian-tor``)
+  and publish with ADD_ONION: no circuit ids there (tor has no such option for ADD_ONION, and
+  configuring services on the system tor by SETCONF would need its own key files, vanish at
+  every reload, and make that tor exit on one mistake).
 - ``torrc``: tor publishes through ``HiddenServiceDir`` (torrc.example); we only read the
   ``hostname`` files. No watchdog, no client-key management by onionchat.
 
@@ -27,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -44,14 +51,26 @@ from onionchat.errors import (
     TorError,
     TorPermissionDenied,
 )
-from onionchat.tor.backends import Backend, make_backend
-from onionchat.tor.control import ControllerLike, Progress, UploadWatch, add_onion, del_onion, quiet_close
+from onionchat.tor.backends import Backend, LaunchBackend, make_backend
+from onionchat.tor.control import (
+    ControllerLike,
+    Progress,
+    UploadWatch,
+    add_onion,
+    close_circuits,
+    del_onion,
+    quiet_close,
+    setconf,
+)
+from onionchat.tor.hsdir import ServiceDir, ServiceDirs
 from onionchat.tor.keys import ServiceKeys, StaffClientKeys, service_keys
 
 log = logging.getLogger("onionchat.tor")
 
 WATCH_INTERVAL = 0.5  # seconds between watchdog checks
 PUBLISH_TIMEOUT = 90.0  # wait this long for a first descriptor upload before going on anyway
+CLOSE_QUEUE = 1000  # circuits waiting to be closed; beyond, a request is dropped (its connections are cut anyway)
+CLOSE_LOG_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,10 +90,20 @@ def _target(host: str, port: int) -> str:
 
 
 class TorSession:
-    """Connection, publication and the watchdog; every method blocks: run them in threads."""
+    """Connection, publication and the watchdog; every method blocks: run them in threads.
+
+    Two ways of publishing: a tor we launch gets both services as HiddenServiceDir blocks
+    (tor/hsdir.py), which export each connection's circuit id; a running tor we attach to
+    (control mode) gets them by ADD_ONION, which cannot (so no circuit ids there).
+
+    ``closing``: circuit ids the web layer wants closed (CLOSECIRCUIT); the watchdog thread
+    takes them, so the event loop never waits for stem. ``on_new_tor`` is called (in this
+    thread) when a new tor process took over: circuit ids of the old one mean nothing now.
+    """
 
     def __init__(self, config: Config, backend: Backend, keys: ServiceKeys, visitor_port: int,
-                 staff_port: int) -> None:
+                 staff_port: int, *, closing: queue.Queue[str] | None = None,
+                 on_new_tor: Callable[[], None] | None = None) -> None:
         self.config = config
         self.backend = backend
         self.keys = keys
@@ -82,45 +111,67 @@ class TorSession:
         self.visitor_target = _target(config.server.visitor_host, visitor_port)
         self.staff_target = _target(config.server.staff_host, staff_port)
         self.stop = threading.Event()
+        self.closing: queue.Queue[str] = closing if closing is not None else queue.Queue(CLOSE_QUEUE)
+        self.on_new_tor = on_new_tor
         self._lock = threading.Lock()  # one user of the controller at a time
         self._controller: ControllerLike | None = None
         self._pow = config.tor.proof_of_work
         self._staff_published: frozenset[str] | None = None  # keys of the live staff onion
         self._staff_file: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
+        self._closed = 0  # circuits closed since the last log line about them
+        self._closed_logged = -CLOSE_LOG_SECONDS
+        self.dirs: ServiceDirs | None = None
+        if isinstance(backend, LaunchBackend):
+            self.dirs = ServiceDirs(backend.directory, keys, self.visitor_target, self.staff_target,
+                                    pow_defense=False, max_streams=config.tor.max_streams)
 
     @property
     def addresses(self) -> OnionAddresses:
         """Both addresses (known from the key files, published or not)."""
         return OnionAddresses(visitor=self.keys.visitor.address, staff=self.keys.staff.address)
 
+    @property
+    def exports_circuit_ids(self) -> bool:
+        """Whether connections from tor start with a PROXY line naming their circuit."""
+        return self.dirs is not None
+
     # publishing
 
     def _staff_clients(self) -> list[str] | None:
         """Keys for the staff onion: [] means no client auth; None means do not publish."""
+        clients = self._staff_client_labels()
+        return None if clients is None else sorted(set(clients.values()))
+
+    def _staff_client_labels(self) -> dict[str, str] | None:
+        """Staff keys by label: {} means no client auth; None means do not publish."""
         self._staff_file = self.staff_keys.fingerprint()
         if not self.config.tor.staff_client_auth:
-            return []
-        clients = sorted(set(self.staff_keys.load().values()))
+            return {}
+        clients = self.staff_keys.load()
         return clients or None
+
+    def _warn_staff(self, clients: list[str] | dict[str, str] | None) -> None:
+        if clients is None:
+            log.warning("no staff keys yet: the staff onion stays unpublished until one is added with "
+                        "'onionchat staff-key add LABEL'")
+        elif not clients:
+            log.warning("tor.staff_client_auth is false: the staff onion %s is reachable by anyone who "
+                        "knows its address; only the staff password protects it", self.keys.staff.address)
 
     def _publish_staff(self, controller: ControllerLike, clients: list[str] | None) -> None:
         if self._staff_published is not None:
             del_onion(controller, self.keys.staff)
             self._staff_published = None
+        self._warn_staff(clients)
         if clients is None:
-            log.warning("no staff keys yet: the staff onion stays unpublished until one is added with "
-                        "'onionchat staff-key add LABEL'")
             return
-        if not clients:
-            log.warning("tor.staff_client_auth is false: the staff onion %s is reachable by anyone who "
-                        "knows its address; only the staff password protects it", self.keys.staff.address)
         self._pow = add_onion(controller, "staff", self.keys.staff, self.staff_target, clients,
                               pow_defense=self._pow, max_streams=self.config.tor.max_streams)
         self._staff_published = frozenset(clients)
 
     def publish(self, controller: ControllerLike) -> None:
-        """Publish both onions on a fresh controller and wait for their first descriptor upload."""
+        """Publish both onions on a fresh controller (ADD_ONION) and wait for their first descriptor upload."""
         watch = UploadWatch()
         controller.add_event_listener(watch, stem.control.EventType.HS_DESC)
         try:
@@ -134,24 +185,72 @@ class TorSession:
                 log.warning("%s; the staff onion stays unpublished until that is fixed", exc)
                 clients = None
             self._publish_staff(controller, clients)
-            wanted = {self.keys.visitor.service_id}
-            if self._staff_published is not None:
-                wanted.add(self.keys.staff.service_id)
-            missing = watch.wait(wanted, PUBLISH_TIMEOUT, self.stop)
-            if missing and not self.stop.is_set():
-                log.warning("tor has not confirmed a descriptor upload for %s yet; it keeps trying",
-                            ", ".join(sorted(m + ".onion" for m in missing)))
-            log.info("onion services published in %.1f s (proof-of-work %s)", time.monotonic() - started,
-                     "on" if self._pow else "off")
+            self._await_uploads(watch, started)
         finally:
             controller.remove_event_listener(watch)
+
+    def _await_uploads(self, watch: UploadWatch, started: float) -> None:
+        wanted = {self.keys.visitor.service_id}
+        if self._staff_published is not None:
+            wanted.add(self.keys.staff.service_id)
+        missing = watch.wait(wanted, PUBLISH_TIMEOUT, self.stop)
+        if missing and not self.stop.is_set():
+            log.warning("tor has not confirmed a descriptor upload for %s yet; it keeps trying",
+                        ", ".join(sorted(m + ".onion" for m in missing)))
+        log.info("onion services published in %.1f s (proof-of-work %s)", time.monotonic() - started,
+                 "on" if self._pow else "off")
+
+    def _dir_services(self) -> list[ServiceDir]:
+        """Launch mode: the services to put in our tor's torrc, the staff keys read now."""
+        assert self.dirs is not None
+        try:
+            clients = self._staff_client_labels()
+        except StorageError as exc:
+            log.warning("%s; the staff onion stays unpublished until that is fixed", exc)
+            clients = None
+        self._warn_staff(clients)
+        self._staff_published = None if clients is None else frozenset(clients.values())
+        return self.dirs.services(clients or None, clients is not None)
+
+    def _launch(self, progress: Progress | None) -> ControllerLike:
+        """Launch mode: derive the service directories, start our tor with them, wait for the uploads."""
+        assert self.dirs is not None and isinstance(self.backend, LaunchBackend)
+        if self._pow and not self.dirs.pow_defense:
+            self.dirs.pow_defense = self.backend.supports_pow()
+            if not self.dirs.pow_defense:
+                log.warning("this tor does not support the proof-of-work defence; the onions are published "
+                            "without it (tor 0.4.9.2 or newer with the pow module has it)")
+        self._pow = self.dirs.pow_defense
+        services = self._dir_services()
+        self.dirs.prepare(services)
+        self.backend.services = self.dirs.torrc_lines(services)
+        watch = UploadWatch()
+        started = time.monotonic()
+        controller = self.backend.connect(
+            self.stop, progress, lambda c: c.add_event_listener(watch, stem.control.EventType.HS_DESC))
+        try:
+            self.dirs.check_hostnames(services)
+            self._await_uploads(watch, started)
+        except BaseException:
+            quiet_close(controller)
+            raise
+        finally:
+            with contextlib.suppress(stem.ControllerError, stem.SocketError, ValueError):
+                controller.remove_event_listener(watch)
+        return controller
+
+    def _connect_and_publish(self, progress: Progress | None) -> None:
+        if self.dirs is not None:
+            self._controller = self._launch(progress)
+            return
+        controller = self.backend.connect(self.stop, progress)
+        self._controller = controller
+        self.publish(controller)
 
     def start(self, progress: Progress | None) -> None:
         """Connect (launching tor if ours) and publish; raises TorError subclasses."""
         with self._lock:
-            controller = self.backend.connect(self.stop, progress)
-            self._controller = controller
-            self.publish(controller)
+            self._connect_and_publish(progress)
 
     # the watchdog
 
@@ -169,14 +268,14 @@ class TorSession:
                 if old is not None:
                     quiet_close(old)
                 try:
-                    controller = self.backend.connect(self.stop, None)
-                    self._controller = controller
-                    self.publish(controller)
+                    self._connect_and_publish(None)
                 except (TorError, StorageError, stem.ControllerError, stem.SocketError, OSError) as exc:
                     log.warning("tor is not back yet (%s); trying again in %.0f s", exc, delay)
                 else:
                     log.info("onion services back at %s and %s", self.keys.visitor.address,
                              self.keys.staff.address)
+                    if self.on_new_tor is not None and self.dirs is not None:
+                        self.on_new_tor()  # a relaunched tor numbers its circuits from 1 again
                     return
             self.stop.wait(delay)
             delay = min(delay * 2, 15.0)
@@ -185,11 +284,12 @@ class TorSession:
         try:
             if self.staff_keys.fingerprint() == self._staff_file or not self.config.tor.staff_client_auth:
                 return
-            clients = self._staff_clients()
+            clients = self._staff_client_labels()
         except StorageError as exc:
             log.warning("%s; keeping the staff onion as it is", exc)
             return
-        if (frozenset(clients) if clients is not None else None) == self._staff_published:
+        published = frozenset(clients.values()) if clients is not None else None
+        if published == self._staff_published:
             return
         with self._lock:
             controller = self._controller
@@ -198,17 +298,71 @@ class TorSession:
             watch = UploadWatch()
             controller.add_event_listener(watch, stem.control.EventType.HS_DESC)
             try:
-                self._publish_staff(controller, clients)
+                if self.dirs is not None:
+                    self._republish_staff_dir(controller, clients)
+                else:
+                    self._publish_staff(controller, sorted(published) if published is not None else None)
                 if self._staff_published is not None:
                     watch.wait({self.keys.staff.service_id}, 30.0, self.stop)  # short: the lock is held
             finally:
                 controller.remove_event_listener(watch)
-        log.info("staff keys changed: staff onion republished for %d key(s)", len(clients or []))
+        log.info("staff keys changed: staff onion republished for %d key(s)", len(clients or {}))
+
+    def _republish_staff_dir(self, controller: ControllerLike, clients: dict[str, str] | None) -> None:
+        """Launch mode: the staff service's client keys changed while tor runs.
+
+        A key removed is revoked by withdrawing the staff service and publishing it again:
+        otherwise a tor that still has the old descriptor could keep connecting for a while
+        (checked on tor 0.4.9.11). Every staff connection then ends; staff browsers reconnect.
+        """
+        assert self.dirs is not None
+        old = self._staff_published
+        new = frozenset(clients.values()) if clients is not None else None
+        staff = self.dirs.services(clients or None, True)[-1]
+        if old is None and new is not None:
+            self.dirs.prepare([staff])
+        elif new is not None:
+            self.dirs.write_clients(staff)
+        revoked = old is not None and (new is None or bool(old - new))
+        if revoked:
+            setconf(controller, self.dirs.setconf(self.dirs.services(None, False)))
+            self._staff_published = None
+        services = self.dirs.services(clients or None, new is not None)
+        if new is not None:
+            setconf(controller, self.dirs.setconf(services))
+        self._staff_published = new
+        assert isinstance(self.backend, LaunchBackend)
+        self.backend.services = self.dirs.torrc_lines(services)  # a relaunch publishes the same
+
+    def _close_requested(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for circuits to close, then ask tor to close them all (CLOSECIRCUIT)."""
+        try:
+            first = self.closing.get(timeout=timeout)
+        except queue.Empty:
+            return
+        wanted = {first}
+        with contextlib.suppress(queue.Empty):
+            while len(wanted) < CLOSE_QUEUE:
+                wanted.add(self.closing.get_nowait())
+        wanted.discard("")  # the wake-up of close()
+        with self._lock:
+            controller = self._controller
+            if controller is None or not wanted or self.stop.is_set():
+                return
+            self._closed += close_circuits(controller, wanted, self.keys.visitor.service_id)
+        now = time.monotonic()
+        if self._closed and now - self._closed_logged >= CLOSE_LOG_SECONDS:
+            # A count, never an id; at most one line a minute however many circuits go.
+            log.info("closed %d Tor circuit(s) that went on over their budgets", self._closed)
+            self._closed, self._closed_logged = 0, now
 
     def watch(self) -> None:
-        """Watchdog loop until stop: reconnect/relaunch and republish; follow staff key changes."""
-        while not self.stop.wait(WATCH_INTERVAL):
+        """Watchdog loop until stop: close circuits asked for, reconnect/relaunch and republish, follow staff keys."""
+        while not self.stop.is_set():
             try:
+                self._close_requested(WATCH_INTERVAL)
+                if self.stop.is_set():
+                    break
                 if self._lost():
                     self._recover()
                 else:
@@ -226,11 +380,13 @@ class TorSession:
     def close(self) -> None:
         """Stop the watchdog, withdraw both onions, close the controller, stop a launched tor."""
         self.stop.set()
+        with contextlib.suppress(queue.Full):
+            self.closing.put_nowait("")  # wakes the watchdog at once
         if self._thread is not None:
             self._thread.join()
         with self._lock:
             controller, self._controller = self._controller, None
-            if controller is not None and controller.is_alive():
+            if controller is not None and controller.is_alive() and self.dirs is None:
                 for key in (self.keys.visitor, self.keys.staff):
                     # Closing the connection withdraws them as well: a failure here is harmless.
                     with contextlib.suppress(TorError, stem.ControllerError, stem.SocketError):
@@ -281,18 +437,22 @@ def read_torrc_addresses(config: Config) -> OnionAddresses:
 
 
 async def start_tor(config: Config, visitor_port: int, staff_port: int, *,
-                    progress: Progress | None = None, backend: Backend | None = None) -> TorHandle:
+                    progress: Progress | None = None, backend: Backend | None = None,
+                    closing: queue.Queue[str] | None = None,
+                    on_new_tor: Callable[[], None] | None = None) -> TorHandle:
     """Reach tor as tor.mode says, publish both onions, start the watchdog.
 
-    ``progress(percent, summary)`` is called from a worker thread during bootstrap.
-    Raises a TorError subclass with one clear line when tor cannot be used.
+    ``progress(percent, summary)`` is called from a worker thread during bootstrap;
+    ``closing`` and ``on_new_tor`` as in TorSession. Raises a TorError subclass with one
+    clear line when tor cannot be used.
     """
     if config.tor.mode == "torrc":
         addresses = await asyncio.to_thread(read_torrc_addresses, config)
         log.info("tor.mode is torrc: tor publishes %s and %s itself", addresses.visitor, addresses.staff)
         return TorHandle(addresses, None)
     keys = await asyncio.to_thread(service_keys, config.data_dir)
-    session = TorSession(config, backend or make_backend(config), keys, visitor_port, staff_port)
+    session = TorSession(config, backend or make_backend(config), keys, visitor_port, staff_port, closing=closing,
+                         on_new_tor=on_new_tor)
     done = threading.Event()
 
     def run() -> None:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable
+from typing import Final
 
 from aiohttp import web
 
 from onionchat import i18n
 from onionchat.chat import Author, Conversation, EndReason, State, VisitorView
+from onionchat.circuits import Budget
 from onionchat.errors import ChatError, ErrorCode, NotFound
-from onionchat.pagecache import Audience, PageKey, Rendered
+from onionchat.pagecache import Audience, PageKey
 from onionchat.sessions import Session
 from onionchat.web import cookies, keys
+from onionchat.web.circuit import charge, circuit_of
 from onionchat.web.csrf import read_form
-from onionchat.web.guard import ERRORS, Refused
+from onionchat.web.guard import ERRORS, Refused, error_page
 from onionchat.web.pages import language, page, see_other
 from onionchat.web.poll import next_check, serve_frame, wait_any
 
@@ -40,9 +42,15 @@ def conversation_of(request: web.Request, session: Session | None) -> Conversati
     """The conversation this browser may read and act on (only through its own session, never by id).
 
     None once the chat was resumed in another browser: only the newest browser holds it.
+    Asking for it is a sign of life: a waiting visitor whose pages keep asking keeps their
+    place in line (see ChatStore.sweep).
     """
     conv = held_conversation(request, session)
-    return None if moved(session, conv) else conv
+    if conv is None or moved(session, conv):
+        return None
+    if conv.state is not State.ENDED:
+        request.app[keys.CHAT].visitor_here(conv)
+    return conv
 
 
 def moved_page(request: web.Request, session: Session | None, *, frame: bool = False) -> web.Response:
@@ -64,7 +72,7 @@ def availability(request: web.Request) -> str:
         return "closed"
     if not config.hours.open_without_staff and not request.app[keys.STAFF_SESSIONS].staff_available():
         return "nobody"
-    if request.app[keys.CHAT].waiting_count() >= config.limits.queue_length:
+    if request.app[keys.CHAT].line_full(circuit_of(request)):
         return "full"
     return ""
 
@@ -111,8 +119,16 @@ async def start(request: web.Request) -> web.StreamResponse:
             return come_back_later(request, session, reason)
         # A new id for the chat: an id someone planted in this browser never holds a chat.
         session = request.app[keys.SESSIONS].regenerate(session)
-        conv, passphrase = store.start(form.get("nickname", ""), session_id=session.id,
-                                       lang=language(request, session))
+        try:
+            conv, passphrase = store.start(form.get("nickname", ""), session_id=session.id,
+                                           lang=language(request, session), circuit=circuit_of(request),
+                                           sessions=len(request.app[keys.SESSIONS]))
+        except ChatError as exc:
+            # The browser must learn its new id even now, or its next form would be refused.
+            refused = (come_back_later(request, session, "full") if exc.code is ErrorCode.QUEUE_FULL
+                       else error_page(request, exc.code, session))
+            cookies.set_cookie(request, refused, session)
+            return refused
         session.conversation = conv.id
         session.attached = conv.attached
         session.passphrase = passphrase
@@ -129,6 +145,7 @@ async def resume(request: web.Request) -> web.StreamResponse:
     form = await read_form(request, session)
     assert session is not None
     store = request.app[keys.CHAT]
+    charge(request, Budget.RESUME)  # per circuit; per session below; nothing global anyone could spend
     conv, passphrase = store.resume(form.get("passphrase", ""), session.resume_throttle)
     session = request.app[keys.SESSIONS].regenerate(session)  # as at the start: no planted id
     store.rebind(conv, session.id)
@@ -201,10 +218,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     raise see_other("/goodbye?deleted=1")
 
 
-@functools.lru_cache(maxsize=64)  # 9 languages x paused x check: made once, not on every poll
-def page_key(lang: str, paused: bool, check: int) -> PageKey:
-    """The cache key of a visitor's messages page."""
-    return PageKey(Audience.VISITOR, lang, paused, check)
+VISITOR_PAGE: Final = PageKey(Audience.VISITOR)  # the one kept visitor page of a chat: made once, not per poll
 
 
 class MessagesFrame:
@@ -233,6 +247,8 @@ class MessagesFrame:
         self.check = next_check(request)
         if self.conv is not None and not self.moved_on():
             self.conv.touch()
+            if self.conv.state is not State.ENDED:
+                self.store.visitor_here(self.conv)
 
     def moved_on(self) -> bool:
         """True once the chat was resumed in another browser."""
@@ -261,19 +277,16 @@ class MessagesFrame:
         return conv.wait_visitor_newer(conv.visitor_version, timeout)
 
     def render(self, current: str, url: str) -> bytes:
-        """The page for stamp ``current``: cached bytes while the stamp holds."""
+        """The page for stamp ``current``: kept bytes while the stamp holds (see pagecache.py)."""
         conv = self.conv
         if self.moved_on():
             return self.request.app[keys.RENDERER].render("visitor/moved.html", self.lang, site="visitor",
                                                           frame=True).encode()
-        # The language is part of the key: a resumed chat can be open in two languages at once.
-        key = page_key(self.lang, self.paused, self.check)
         if conv is None:
             return self.page(url)
-        cached = conv.rendered.get(key)
-        if cached is None or not cached.fits(current, url):
-            cached = conv.rendered[key] = Rendered(current, bool(url), self.page)
-        return cached.body(url)
+        # One kept visitor page per chat, in the language asked for last; a paused frame's is not kept.
+        key = None if self.paused else VISITOR_PAGE
+        return conv.pages.serve(conv.rendered, key, current, url, self.page, variant=self.lang)
 
     def page(self, refresh_url: str) -> bytes:
         """Render the page afresh."""

@@ -13,7 +13,8 @@ from aiohttp import web
 from onionchat.accounts import AccountStore
 from onionchat.audit import AuditLog
 from onionchat.canned import CannedReplies
-from onionchat.chat import ChatStore
+from onionchat.chat import ChatStore, State
+from onionchat.circuits import CircuitBudgets
 from onionchat.config import Config
 from onionchat.hours import OfficeHours
 from onionchat.sessions import SessionStore
@@ -25,6 +26,7 @@ from onionchat.web.guard import guard
 from onionchat.web.headers import add_headers
 from onionchat.web.keys import SiteSpec
 from onionchat.web.pages import favicon_ico, style
+from onionchat.web.proxy import Listener, arrival
 from onionchat.web.render import Renderer
 
 log = logging.getLogger("onionchat")
@@ -68,6 +70,15 @@ class Services:
     canned: CannedReplies
     stats: Stats
     hours: OfficeHours
+    circuits: CircuitBudgets  # what each circuit may spend on the visitor site
+    visitor_listener: Listener
+    staff_listener: Listener
+
+
+def left_after(config: Config) -> float:
+    """Seconds a waiting visitor's page may stay silent before they count as gone: three refreshes."""
+    poll = config.poll
+    return 3 * max(poll.hold_seconds, poll.interval_seconds) + 10.0
 
 
 def login_throttle(config: Config) -> LoginThrottle:
@@ -82,11 +93,20 @@ def login_throttle(config: Config) -> LoginThrottle:
 def build_services(config: Config, accounts: AccountStore | None = None) -> Services:
     """Create the in-memory stores for one server process."""
     limits = config.limits
+    circuits = CircuitBudgets(config.circuits)
+    chat = ChatStore(limits, circuits=circuits, left_after=left_after(config))
+
+    def live_chat(cid: str) -> bool:
+        conv = chat.find(cid)
+        return conv is not None and conv.state is not State.ENDED
+
     services = Services(
         config=config,
-        chat=ChatStore(limits),
+        chat=chat,
         accounts=accounts or AccountStore(config.data_dir, password_min=config.staff.password_min),
-        visitor_sessions=SessionStore(limits.sessions, limits.idle_minutes * 60, limits.resume_attempts),
+        visitor_sessions=SessionStore(limits.sessions, limits.idle_minutes * 60, limits.resume_attempts,
+                                      per_circuit=config.circuits.sessions, bounded=circuits.applies,
+                                      live_chat=live_chat),
         staff_sessions=SessionStore(1000, config.staff.idle_minutes * 60, idle_by_action=True,
                                     lifetime_seconds=config.staff.session_hours * 3600,
                                     presence_seconds=config.poll.presence_seconds()),
@@ -100,6 +120,9 @@ def build_services(config: Config, accounts: AccountStore | None = None) -> Serv
         canned=CannedReplies(config.data_dir),
         stats=Stats(config.data_dir, batch=config.stats.suppress_below),
         hours=OfficeHours.parse(config.hours.timezone, config.hours.weekly, config.hours.closed_dates),
+        circuits=circuits,
+        visitor_listener=Listener(limits.request_seconds, circuits),
+        staff_listener=Listener(limits.request_seconds),
     )
     services.chat.subscribe(services.stats.on_event)
     services.chat.subscribe(services.audit.on_event)
@@ -141,14 +164,15 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def new_app(services: Services, site: SiteSpec, sessions: SessionStore, default_language: str) -> web.Application:
+def new_app(services: Services, site: SiteSpec, sessions: SessionStore, default_language: str,
+            listener: Listener) -> web.Application:
     """An application with what every site has: services, the guard, headers, languages, CSS.
 
-    Each site's own ``create_app`` (onionchat.visitor, onionchat.staff) passes its sessions
-    and default language, and adds its routes.
+    Each site's own ``create_app`` (onionchat.visitor, onionchat.staff) passes its sessions,
+    default language and listener, and adds its routes.
     """
     config = services.config
-    app = web.Application(middlewares=[guard], client_max_size=config.limits.body_bytes)
+    app = web.Application(middlewares=[arrival, guard], client_max_size=config.limits.body_bytes)
     app[keys.SITE] = site
     app[keys.DEFAULT_LANGUAGE] = default_language
     app[keys.CONFIG] = config
@@ -163,6 +187,8 @@ def new_app(services: Services, site: SiteSpec, sessions: SessionStore, default_
     app[keys.CANNED] = services.canned
     app[keys.STATS] = services.stats
     app[keys.HOURS] = services.hours
+    app[keys.CIRCUITS] = services.circuits
+    app[keys.LISTENER] = listener
     app.add_routes(language.routes)
     app.router.add_get("/static/style.css", style, name="style")
     app.router.add_get("/favicon.ico", favicon_ico, name="favicon")

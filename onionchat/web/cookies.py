@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
+from onionchat.circuits import Budget
 from onionchat.sessions import Session
 from onionchat.web import keys
+from onionchat.web.circuit import charge, circuit_of
 from onionchat.web.poll import by_person
 
 
@@ -35,11 +37,16 @@ def current(request: web.Request) -> Session | None:
 
 
 def ensure(request: web.Request) -> tuple[Session, bool]:
-    """The request's session, creating one if needed; True when it is new."""
+    """The request's session, creating one if needed; True when it is new.
+
+    A new visitor session is charged to the request's circuit (circuits.sessions): a flood
+    of first visits is refused before it costs a session.
+    """
     session = current(request)
     if session is not None:
         return session, False
-    return request.app[keys.SESSIONS].create(), True
+    charge(request, Budget.SESSION)
+    return request.app[keys.SESSIONS].create(circuit_of(request)), True
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:

@@ -7,6 +7,7 @@ from aiohttp import web
 from onionchat.errors import ErrorCode
 from onionchat.sessions import Session
 from onionchat.web.guard import Refused
+from onionchat.web.proxy import arrived
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -19,6 +20,9 @@ async def read_form(request: web.Request, session: Session | None) -> dict[str, 
         form = await request.post()
     except (UnicodeDecodeError, ValueError):  # bytes that are no form: refused, nothing changed
         raise Refused(ErrorCode.BAD_REQUEST) from None
+    except ConnectionError:  # cut off: the body did not arrive within [limits] request_seconds
+        raise Refused(ErrorCode.TOO_SLOW) from None
+    arrived(request)  # the whole request is in: its arrival deadline is over
     token = form.get("_csrf")
     if session is None or not isinstance(token, str) or not session.csrf_ok(token):
         raise Refused(ErrorCode.CSRF)

@@ -81,6 +81,13 @@ ERRORS: Final[dict[ErrorCode, Refusal]] = {
     E.LOGIN_THROTTLED: Refusal(429, N_("Too many attempts"),
                                N_("Too many failed logins for this account. Wait a minute and try again.")),
     E.LOGIN_FAILED: Refusal(403, N_("Login failed"), N_("The username or password is wrong.")),
+    E.CIRCUIT_BUDGET: Refusal(429, N_("Please wait a few minutes"),
+                              N_("That was a lot in a short time. Please wait a few minutes, then try again.")),
+    E.URGENT_ALREADY: Refusal(409, N_("You already asked for urgent help"),
+                              N_("A counsellor will come to you first. If you are in danger right now, call the "
+                                 "emergency number.")),
+    E.TOO_SLOW: Refusal(408, N_("The connection was too slow"),
+                        N_("What you sent took too long to arrive, so it was not sent. Please try again.")),
 }
 # aiohttp's own refusals (no route, wrong method, body too large) get our page for their status.
 STATUS_CODES: Final = {400: E.BAD_REQUEST, 403: E.FORBIDDEN, 404: E.NOT_FOUND, 405: E.METHOD,

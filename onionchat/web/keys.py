@@ -12,6 +12,7 @@ from onionchat.accounts import AccountStore
 from onionchat.audit import AuditLog
 from onionchat.canned import CannedReplies
 from onionchat.chat import ChatStore
+from onionchat.circuits import CircuitBudgets
 from onionchat.config import Config
 from onionchat.hours import OfficeHours
 from onionchat.sessions import SessionStore
@@ -20,6 +21,7 @@ from onionchat.throttle import LoginThrottle
 from onionchat.totp import PendingSteps
 from onionchat.turns import FairTurns
 from onionchat.web import favicon
+from onionchat.web.proxy import Listener
 from onionchat.web.render import Renderer
 
 
@@ -65,3 +67,5 @@ STATS = web.AppKey("stats", Stats)
 HOURS = web.AppKey("hours", OfficeHours)
 PENDING = web.AppKey("pending_steps", PendingSteps)  # staff: logins between password and code
 FAVICONS = web.AppKey("favicons", favicon.Favicons)  # staff: the alert icons drawn so far
+CIRCUITS = web.AppKey("circuits", CircuitBudgets)  # the visitors' per-circuit budgets (both sites see them)
+LISTENER = web.AppKey("listener", Listener)  # this site's connections: PROXY lines, circuits, deadlines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import resource
 import shutil
 import signal
@@ -20,6 +21,7 @@ from onionchat.eventloop import describe
 from onionchat.web import keys
 from onionchat.web.app import Services, build_services
 from onionchat.web.headers import NO_STORE, SECURITY_HEADERS
+from onionchat.web.proxy import CircuitSite
 
 log = logging.getLogger("onionchat")
 
@@ -63,6 +65,48 @@ def allow_open_files(config: Config) -> int:
     return files
 
 
+class LoopErrors:
+    """The event loop's error handler: what an attack can trigger is counted, not logged each time.
+
+    When the process runs out of open files, asyncio's accept loop reports "socket.accept()
+    out of system resource" for every attempt (640,000 lines in two minutes were seen): here
+    the first one is logged, then one line a minute with how many there were. Anything else
+    is logged by its message and exception type only (no traceback: it could quote a request).
+    """
+
+    def __init__(self) -> None:
+        self.accept_failures = 0
+        self._reporting = False
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The hook asyncio calls with an error it cannot raise anywhere."""
+        message = str(context.get("message", ""))
+        if message.startswith("socket.accept() out of system resource"):
+            self.accept_failures += 1
+            if not self._reporting:
+                self._reporting = True
+                self._report()
+                loop.call_later(ACCEPT_REPORT_SECONDS, self._report_again, loop)
+            return
+        exc = context.get("exception")
+        log.error("event loop: %s%s", message, f" ({type(exc).__name__})" if exc is not None else "")
+
+    def _report(self) -> None:
+        log.warning("cannot accept new connections: out of open files or memory (%d time(s)); connections "
+                    "are refused until some close (raise LimitNOFILE, or lower [limits])", self.accept_failures)
+        self.accept_failures = 0
+
+    def _report_again(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.accept_failures:
+            self._report()
+            loop.call_later(ACCEPT_REPORT_SECONDS, self._report_again, loop)
+        else:
+            self._reporting = False
+
+
+ACCEPT_REPORT_SECONDS: Final = 60.0
+CLOSE_QUEUE: Final = 1000  # circuits waiting for the tor thread's CLOSECIRCUIT
+
 # No access log, ever: it would record every visitor request (and aiohttp's format has the
 # client address and user agent). Tests run their servers with these same options.
 PRIVATE_RUNNER: Final[dict[str, Any]] = {"access_log": None}
@@ -91,17 +135,33 @@ def harden_protocol_errors() -> None:
 
 
 async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Listen with no access log, a bounded shutdown, and no room for idle or dribbling clients."""
+    """Listen with no access log, a bounded shutdown, and no room for idle or dribbling clients.
+
+    Connections are CircuitProtocol handlers (web/proxy.py): they read tor's PROXY line when
+    the site's listener expects one, and cut off a request that has not arrived whole
+    within ``[limits] request_seconds``.
+    """
     harden_protocol_errors()
-    # aiohttp's keep-alive timer also runs from a connection's start and while a request's
-    # head is still arriving, so it bounds how long a client may take to send a request; its
-    # default for an AppRunner is an hour.
-    idle = app[keys.CONFIG].limits.connection_idle_seconds
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0, keepalive_timeout=idle,
-                           **PRIVATE_RUNNER)
+    # aiohttp's keep-alive timer also runs from a connection's start, so it closes a
+    # connection that never sends a byte; its default for an AppRunner is an hour.
+    handler_args: dict[str, Any] = {"keepalive_timeout": app[keys.CONFIG].limits.connection_idle_seconds,
+                                    **PRIVATE_RUNNER}
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0, **handler_args)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await CircuitSite(runner, host, port, app[keys.LISTENER], handler_args).start()
     return runner
+
+
+def expects_proxy_lines(config: Config, tor_config: Config | None) -> bool:
+    """Whether connections will start with tor's PROXY line (server.proxy_protocol; see its doc).
+
+    'auto': yes in launch mode (we configure tor so) and torrc mode (torrc.example does);
+    not in control mode, whose ADD_ONION cannot export circuit ids, nor without Tor.
+    """
+    setting = config.server.proxy_protocol
+    if setting != "auto":
+        return setting == "on"
+    return tor_config is not None and tor_config.tor.mode in ("launch", "torrc")
 
 
 if TYPE_CHECKING:
@@ -131,11 +191,35 @@ async def run(config: Config, *, local: bool, out: TextIO = sys.stdout,
     log.info("starting on the %s event loop", describe(loop))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.set_exception_handler(LoopErrors())
+    tor_config = resolve_tor_mode(config, local, out)
+    circuit_ids = expects_proxy_lines(config, tor_config)
+    for listener in (services.visitor_listener, services.staff_listener):
+        listener.expect_proxy = circuit_ids
+    if tor_config is not None and not circuit_ids:
+        # Behind Tor without circuit ids one budget would be every visitor's at once.
+        services.circuits.local_budgets = False
+        log.warning("tor does not tell onionchat which circuit a visitor came on (tor.mode = %s%s): budgets "
+                    "per circuit are off, and a flood can only be met by the global limits and tor's own "
+                    "defences; tor.mode = launch has them (see docs/abuse.md)", tor_config.tor.mode,
+                    ", server.proxy_protocol = off" if config.server.proxy_protocol == "off" else "")
+    closing: queue.Queue[str] = queue.Queue(CLOSE_QUEUE)
+
+    def close_circuit(circuit: str) -> None:
+        # Called on the event loop when a circuit goes on over budget: the tor thread sends
+        # CLOSECIRCUIT; if it is behind, the request is dropped (our side already cut it off).
+        with contextlib.suppress(queue.Full):
+            closing.put_nowait(circuit)
+
+    services.circuits.on_close(close_circuit)
+
+    def forget_circuits() -> None:
+        # From the tor thread: a relaunched tor numbers its circuits from 1 again.
+        loop.call_soon_threadsafe(services.circuits.forget_all)
     runners = [await start_site(visitor.create_app(services), server.visitor_host, server.visitor_port),
                await start_site(staff.create_app(services), server.staff_host, server.staff_port)]
     handle: publish.TorHandle | None = None
     try:
-        tor_config = resolve_tor_mode(config, local, out)
         if tor_config is None:
             print(f"visitor: http://{server.visitor_host}:{server.visitor_port}/", file=out, flush=True)
             print(f"staff:   http://{server.staff_host}:{server.staff_port}/", file=out, flush=True)
@@ -144,8 +228,9 @@ async def run(config: Config, *, local: bool, out: TextIO = sys.stdout,
             # stem and friends only when publishing: a faster --local start
             from onionchat.tor.publish import progress_printer, start_tor
 
-            starting = asyncio.ensure_future(start_tor(tor_config, server.visitor_port, server.staff_port,
-                                                       progress=progress_printer(sys.stderr)))
+            starting = asyncio.ensure_future(start_tor(
+                tor_config, server.visitor_port, server.staff_port, progress=progress_printer(sys.stderr),
+                closing=closing, on_new_tor=forget_circuits))
             stopping = asyncio.ensure_future(stop.wait())
             # Ctrl-C or SIGTERM during a long bootstrap stops at once (start_tor cleans up).
             await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
