@@ -60,15 +60,16 @@ class SessionStore:
     for that long has no page open, and does not count as available.
 
     ``per_circuit``: the most sessions one circuit holds at once (None: no such bound), for
-    the circuits ``bounded(circuit)`` says; ``live_chat(conversation_id)`` tells whether a
-    session's chat is still going (one whose chat has ended is as bare as one that never had one).
+    the circuits ``bounded(circuit)`` says; ``live_chat(session)`` tells whether a session
+    still holds a chat that goes on (one whose chat ended, or moved to another browser, is as
+    bare as one that never had one).
     """
 
     def __init__(self, limit: int, idle_seconds: float, resume_attempts: int = 5, *,
                  idle_by_action: bool = False, lifetime_seconds: float | None = None,
                  presence_seconds: float = float("inf"), clock: Callable[[], float] = time.monotonic,
                  per_circuit: int | None = None, bounded: Callable[[str], bool] | None = None,
-                 live_chat: Callable[[str], bool] | None = None) -> None:
+                 live_chat: Callable[[Session], bool] | None = None) -> None:
         self.limit = limit
         self.idle_seconds = idle_seconds
         self.presence_seconds = presence_seconds
@@ -78,7 +79,7 @@ class SessionStore:
         self._clock = clock
         self.per_circuit = per_circuit
         self.bounded = bounded or (lambda circuit: True)
-        self.live_chat = live_chat or (lambda cid: True)
+        self.live_chat = live_chat or (lambda session: True)
         self._sessions: dict[str, Session] = {}
         self._by_circuit: dict[str, dict[str, Session]] = {}
 
@@ -148,7 +149,7 @@ class SessionStore:
 
     def _bare(self, session: Session) -> bool:
         """Holds no login and no chat that is still going."""
-        return not session.staff and (not session.conversation or not self.live_chat(session.conversation))
+        return not session.staff and (not session.conversation or not self.live_chat(session))
 
     def _evict_bare(self) -> bool:
         """Make room by dropping a bare session: of the circuit holding the most, its longest-unused.

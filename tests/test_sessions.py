@@ -34,7 +34,7 @@ def test_a_full_table_evicts_a_bare_session_of_the_circuit_holding_the_most() ->
 
 def test_sessions_of_ended_chats_count_as_bare() -> None:
     live = {"c-live"}
-    sessions = SessionStore(2, 600, live_chat=lambda cid: cid in live)
+    sessions = SessionStore(2, 600, live_chat=lambda session: session.conversation in live)
     ended, chatting = sessions.create(), sessions.create()
     ended.conversation, chatting.conversation = "c-ended", "c-live"
     newcomer = sessions.create()
@@ -61,3 +61,16 @@ def test_regenerate_and_drop_keep_the_circuit_index_in_step() -> None:
     sessions.drop(b)
     c = sessions.create("1")
     assert sessions.get(a.id) is a and sessions.get(c.id) is c, "the dropped one no longer counts"
+
+
+def test_sessions_left_behind_by_a_resume_count_as_bare() -> None:
+    """Resuming one chat from many fresh sessions moves it each time: the old sessions hold nothing."""
+    current = {"attached": 1}
+    sessions = SessionStore(3, 600, live_chat=lambda s: s.conversation == "c1" and s.attached == current["attached"])
+    for attached in (1, 2, 3):
+        session = sessions.create()
+        session.conversation, session.attached = "c1", attached
+        current["attached"] = attached
+    newest = session
+    newcomer = sessions.create()  # the table is full, but only of sessions the chat has left
+    assert sessions.get(newest.id) is newest and sessions.get(newcomer.id) is newcomer

@@ -17,7 +17,7 @@ from onionchat.chat import ChatStore, State
 from onionchat.circuits import CircuitBudgets
 from onionchat.config import Config
 from onionchat.hours import OfficeHours
-from onionchat.sessions import SessionStore
+from onionchat.sessions import Session, SessionStore
 from onionchat.stats import Stats
 from onionchat.throttle import LoginBudget, LoginThrottle
 from onionchat.turns import FairTurns
@@ -96,9 +96,10 @@ def build_services(config: Config, accounts: AccountStore | None = None) -> Serv
     circuits = CircuitBudgets(config.circuits)
     chat = ChatStore(limits, circuits=circuits, left_after=left_after(config))
 
-    def live_chat(cid: str) -> bool:
-        conv = chat.find(cid)
-        return conv is not None and conv.state is not State.ENDED
+    def live_chat(session: Session) -> bool:
+        """The session holds a chat that goes on (not ended, not resumed in another browser since)."""
+        conv = chat.find(session.conversation)
+        return conv is not None and conv.state is not State.ENDED and conv.attached == session.attached
 
     services = Services(
         config=config,
