@@ -57,9 +57,11 @@ def test_urgent_canned_transfer_wrapup_stats(tmp_path: Path, browser: Browser) -
             # The supervisor keeps the alerts tab open beside the workspace.
             alerts = sam.page.context.new_page()
             alerts.goto(server.staff_url + "alerts")
-            # Urgent visitor: the advice shows at once.
+            # Urgent visitor: the advice shows at once; with a first message written, the chat
+            # jumps the line (a press before any message waits for one: docs/abuse.md).
             visitor = Visitor(new_page(), server)
             visitor.start("Mira")
+            visitor.send("please help me")
             visitor.page.get_by_role("button", name="I am in danger now").click()
             expect(visitor.messages.locator(".danger-number")).to_have_text("112")  # in the messages frame
             visitor.messages.get_by_role("link", name="Back to the messages").click()
