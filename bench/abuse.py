@@ -80,6 +80,8 @@ READING_SECONDS = 2.0
 COUNSELLOR = "c000"  # the account that accepts the real visitors (bench/__main__ makes it too)
 LANGUAGES = ("en", "nl", "ro", "bg", "pl", "hu", "uk", "es", "ar")
 _WORDS = re.compile(rb'class="words">([^<]+)<')
+_TITLE = re.compile(rb"<h1[^>]*>([^<]+)</h1>")
+_QUEUE_ROW = re.compile(rb'action="/accept/([^"]+)".*?<span class="who">([^<]*)</span>', re.DOTALL)
 
 
 def proxy_line(circuit: int) -> bytes:
@@ -367,17 +369,26 @@ class Desk:
         self.cookie = f"oc_staff={answer.cookies['oc_staff']}"
         self.csrf = (await self.conn.request("GET", "/", cookie=self.cookie)).csrf()
 
-    async def accept(self, nickname: str) -> int:
-        """Find ``nickname`` on the dashboard and press its Accept; the answer's status (0: not there)."""
+    async def accept(self, nickname: str) -> str:
+        """Find ``nickname`` in the board's waiting line and press its Accept; "" or why not.
+
+        The board paused lists the whole line (running, it shows the first rows only).
+        """
         async with self.lock:
-            board = await self.conn.request("GET", "/", cookie=self.cookie, timeout=30)
-            at = board.body.find(f">{nickname}".encode())
-            found = re.compile(rb'action="/accept/([^"]+)"').search(board.body, at) if at >= 0 else None
-            if found is None:
-                return 0
-            answer = await self.conn.request("POST", f"/accept/{found.group(1).decode()}", cookie=self.cookie,
+            board = await self.conn.request("GET", "/board?paused=1", cookie=self.cookie, timeout=30)
+            rows = {}
+            for row in board.body.split(b"<li")[1:]:  # one waiting visitor per list item
+                found = _QUEUE_ROW.search(row)
+                if found:
+                    rows[found.group(2).decode()] = found.group(1).decode()
+            if nickname not in rows:
+                return "not listed"
+            answer = await self.conn.request("POST", f"/accept/{rows[nickname]}", cookie=self.cookie,
                                              form={"_csrf": self.csrf}, timeout=30)
-            return answer.status
+            if answer.status == 303:
+                return ""
+            title = _TITLE.search(answer.body)
+            return f"{answer.status} {title.group(1).decode() if title else ''}".strip()
 
 
 async def real_visitor(port: int, circuit: int, proxy: bool, desk: Desk, attack: str) -> Visit:
@@ -414,9 +425,9 @@ async def real_visitor(port: int, circuit: int, proxy: bool, desk: Desk, attack:
                 again.close()
                 if resumed.status != 303:
                     return Visit(False, time.monotonic() - began, f"resume {resumed.status}")
-            accepted = await desk.accept(nickname)
-            if accepted != 303:
-                return Visit(False, time.monotonic() - began - paused, f"accept {accepted or 'not listed'}")
+            refused = await desk.accept(nickname)
+            if refused:
+                return Visit(False, time.monotonic() - began - paused, f"accept: {refused}")
             return Visit(True, time.monotonic() - began - paused)
     except (HttpError, OSError, TimeoutError, KeyError) as exc:
         return Visit(False, time.monotonic() - began - paused, type(exc).__name__)
@@ -512,7 +523,10 @@ async def scenario(work: Path, accounts: Path, attack: str, circuits: int, secon
             tally = {k: int(v) for k, v in json.loads(tally_line or b"{}").items()}
         except ValueError:
             tally = {}
-    figures["problems"] = len(server.problems())
+    problems = server.problems()
+    figures["problems"] = len(problems)
+    if problems:
+        tally["problem: " + problems[0][:160] + "; log ends: " + server.log_tail(2)[-200:]] = 1
     return during, after, figures, tally
 
 
@@ -524,7 +538,8 @@ def rows_of(attack: str, circuits: int, during: list[Visit], after: Visit, figur
     times = sorted(v.seconds for v in during if v.ok)
     failures = Counter(v.failure or "slower than 5 s" for v in during if not (v.ok and v.seconds <= TARGET_SECONDS))
     sent = sum(v for k, v in tally.items() if k != "opened")
-    statuses = ", ".join(f"{k}: {v:,}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1])[:4])
+    statuses = ", ".join(f"{k}: {v:,}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1])[:4]
+                         if not k.startswith("problem: "))
     return [
         Row(name, "real visitors at Accept", f"{len(reached)}/{len(during)}", f"all, each <= {TARGET_SECONDS:.0f} s",
             verdict=verdict(len(reached) == len(during) and bool(during))),
@@ -565,8 +580,9 @@ async def run_all(work: Path, accounts: Path, attacks: list[str], counts: list[i
             rows += rows_of(attack, circuits, during, after, figures, tally)
             other = (proc.busy_seconds() - busy0) - (proc.own_seconds() - own0)
             share = 100 * max(0.0, other) / (time.monotonic() - t0)
+            problem = next((k.removeprefix("problem: ") for k in tally if k.startswith("problem: ")), "")
             notes.append(f"abuse {attack} x{circuits}: other processes used {share:.0f} % of a core meanwhile; "
-                         f"server log problems: {figures['problems']:.0f}")
+                         f"server log problems: {figures['problems']:.0f}" + (f" ({problem})" if problem else ""))
     return rows
 
 

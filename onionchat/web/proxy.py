@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from aiohttp import web, web_protocol, web_runner
 
@@ -109,14 +109,15 @@ class CircuitGate(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they are transports.
+        self._transport = cast(asyncio.Transport, transport)
         if not self._listener.expect_proxy:
             self._let_in(LOCAL, b"")
             return
         self._head = bytearray()
         # The line comes at once (tor writes it before connecting): a short wait is plenty.
-        self._deadline = asyncio.get_running_loop().call_later(self._listener.request_seconds, transport.close)
+        self._deadline = asyncio.get_running_loop().call_later(self._listener.request_seconds,
+                                                               self._transport.close)
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
         if self._handler is not None:
