@@ -312,10 +312,12 @@ async def staff_login(session: aiohttp.ClientSession, staff: str) -> None:
 
 async def staff_accept(session: aiohttp.ClientSession, staff: str, visitor_text: str) -> str:
     """Accept the waiting chat whose first message is ``visitor_text``; returns its id."""
-    status, board = await get(session, f"http://{staff}/")
+    # The workspace's board frame; paused, it lists the whole waiting line.
+    status, board = await get(session, f"http://{staff}/board?paused=1")
     assert status == 200 and visitor_text in board, board
-    cid = ACCEPT.search(board)
-    token = CSRF.search(board)
+    row = next(r for r in board.split("<li") if visitor_text in r)
+    cid = ACCEPT.search(row)
+    token = CSRF.search(row)
     assert cid and token, board
     status, location = await post(session, f"http://{staff}/accept/{cid.group(1)}", {"_csrf": token.group(1)})
     assert (status, location) == (303, f"/chat/{cid.group(1)}"), (status, location)
