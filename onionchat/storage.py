@@ -35,7 +35,10 @@ def write_atomic(path: Path, data: bytes) -> None:
     a crash at any moment leaves a whole file behind, never a torn one.
     """
     ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # out of open files (a flood), or of disk: the caller's StorageError, not a crash
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from None
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
@@ -47,7 +50,10 @@ def write_atomic(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise StorageError(f"cannot write {path}: {exc.strerror}") from None
     remove_stale_temp_files(path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError as exc:  # the file is in place; only the rename's durability could not be forced
+        raise StorageError(f"cannot sync the directory of {path}: {exc.strerror}") from None
     try:
         os.fsync(dir_fd)
     finally:

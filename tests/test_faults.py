@@ -193,3 +193,30 @@ async def test_sigterm_tells_open_chats_and_exits_within_seconds(tmp_path: Path,
         took = time.monotonic() - started
     assert code == 0 and took < 5, f"exit {code} after {took:.1f} s"
     print(f"\nSIGTERM on {runs_on}: both held frames told 'closing', exit 0 after {took:.2f} s")
+
+
+def test_a_write_without_a_free_file_descriptor_is_a_storage_error_not_a_crash(tmp_path: Path) -> None:
+    """Out of open files (a flood of connections), a write is refused as a StorageError.
+
+    The flush at shutdown failed with a bare OSError and onionchat exited 1 (found by bench/abuse.py).
+    """
+    script = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from onionchat import storage\n"
+        "from onionchat.errors import StorageError\n"
+        "held = []\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        "try:\n"
+        "    while True:\n"
+        "        held.append(open('/dev/null'))\n"
+        "except OSError:\n"
+        "    pass\n"
+        "try:\n"
+        f"    storage.write_atomic(Path({str(tmp_path / 'stats.json')!r}), b'{{}}')\n"
+        "except StorageError as exc:\n"
+        "    print('StorageError', exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("StorageError cannot write"), result.stdout
