@@ -91,6 +91,9 @@ class LimitsConfig:
                                   "within its share (memory_mb / conversations).", lo=16, hi=1_000_000)
     page_cache_mb: int = setting(32, "Of memory_mb, the most that rendered pages kept for reuse may take; "
                                      "beyond it pages are rendered for each request.", lo=1, hi=100_000)
+    open_connections: int = setting(12_000, "Connections the visitor site keeps open at once (each held frame is "
+                                            "one; ~25 KB each). Beyond it, and always below the open-file limit, "
+                                            "new connections are closed as they arrive.", lo=64, hi=1_000_000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import onionchat.staff
 import onionchat.visitor
 from onionchat.config import Config
 from onionchat.web.app import Services
-from onionchat.web.server import OPEN_FILES_WANTED
+from onionchat.web.server import FILES_RESERVED, OPEN_FILES_WANTED, fit_connections
 from tests.conftest import AiohttpClient, Site, make_services, private_client, start_chat, with_limits
 from tests.liveserver import LOOPBACK, live_server, next_frame_url, visitor_in_chat
 
@@ -252,3 +252,40 @@ async def test_silent_and_dribbling_clients_are_cut_off_while_a_held_frame_is_an
                 writer.close()
         assert silent == b"" and slow == b"", "closed without an answer"
         assert frame.startswith(b"HTTP/1.1 200"), frame
+
+
+async def test_past_the_connection_ceiling_new_connections_are_closed_and_the_site_lives_on(tmp_path: Path) -> None:
+    ceiling = 64  # the least limits.open_connections allows
+    settings: dict[str, dict[str, Any]] = {"limits": {"open_connections": ceiling}}
+    with live_server(tmp_path, settings) as server:
+        held = [await asyncio.open_connection(LOOPBACK, server.visitor_port) for _ in range(ceiling)]
+        try:
+            reader, writer = await asyncio.open_connection(LOOPBACK, server.visitor_port)
+            async with asyncio.timeout(5):  # closed as it arrives, not when idle (60 s)
+                assert await reader.read() == b"", "a connection past the ceiling is closed at once"
+            writer.close()
+            for _, writer in held[:8]:
+                writer.close()
+            # The listener lives on: a visitor's page loads as soon as connections are free again.
+            async with asyncio.timeout(10):
+                while True:
+                    reader, writer = await asyncio.open_connection(LOOPBACK, server.visitor_port)
+                    writer.write(b"GET / HTTP/1.1\r\nHost: onion\r\nConnection: close\r\n\r\n")
+                    head = await reader.readline()
+                    writer.close()
+                    if head:
+                        break
+            assert head.startswith(b"HTTP/1.1 200"), head
+        finally:
+            for _, writer in held:
+                writer.close()
+
+
+@pytest.mark.parametrize(("files", "visitor_ceiling", "staff_ceiling"),
+                         [(512, 512 - 64 - FILES_RESERVED, 64), (65_536, 12_000, 2_000)])
+def test_connection_ceilings_stay_below_the_open_file_limit(config: Config, files: int, visitor_ceiling: int,
+                                                            staff_ceiling: int) -> None:
+    services = make_services(with_limits(config, open_connections=12_000))
+    fit_connections(services, files)
+    assert services.visitor_listener.max_open == visitor_ceiling
+    assert services.staff_listener.max_open == staff_ceiling

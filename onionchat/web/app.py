@@ -33,6 +33,7 @@ log = logging.getLogger("onionchat")
 
 SWEEP_SECONDS = 10.0
 FLUSH_SECONDS = 5.0  # stored counts and audit entries reach the disk within this time
+STAFF_CONNECTIONS = 2_000  # a team's browsers, a few frames each: far beyond any helpline's staff
 
 
 def keep_flushed(flush: Callable[[], Awaitable[None]]) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -122,8 +123,8 @@ def build_services(config: Config, accounts: AccountStore | None = None) -> Serv
         stats=Stats(config.data_dir, batch=config.stats.suppress_below),
         hours=OfficeHours.parse(config.hours.timezone, config.hours.weekly, config.hours.closed_dates),
         circuits=circuits,
-        visitor_listener=Listener(limits.request_seconds, circuits),
-        staff_listener=Listener(limits.request_seconds),
+        visitor_listener=Listener(limits.request_seconds, circuits, max_open=limits.open_connections),
+        staff_listener=Listener(limits.request_seconds, max_open=STAFF_CONNECTIONS),
     )
     services.chat.subscribe(services.stats.on_event)
     services.chat.subscribe(services.audit.on_event)

@@ -52,13 +52,26 @@ class Listener:
     counted against its budget, and all of them end when the circuit is closed for abuse.
     """
 
-    def __init__(self, request_seconds: float, circuits: CircuitBudgets | None = None) -> None:
+    def __init__(self, request_seconds: float, circuits: CircuitBudgets | None = None,
+                 max_open: int = 1_000_000) -> None:
         self.expect_proxy = False
         self.request_seconds = request_seconds
         self.circuits = circuits
+        # All connections at once, whatever their circuit: set below the open-file limit, so
+        # that accepting never fails for want of a file (uvloop closes its listening socket
+        # for good on such a failure) and their memory has a ceiling.
+        self.max_open = max_open
+        self.total = 0
         self._open: dict[str, set[CircuitProtocol]] = {}
         if circuits is not None:
             circuits.on_close(self.close_circuit)
+
+    def admit(self) -> bool:
+        """Count one more accepted connection; False (counting nothing) when the site is full."""
+        if self.total >= self.max_open:
+            return False
+        self.total += 1
+        return True
 
     def allows(self, circuit: str) -> bool:
         """Count one more connection of ``circuit``; False if it may not open one."""
@@ -98,7 +111,7 @@ class CircuitGate(asyncio.Protocol):
     cheap, and the flood cannot take the event loop's time from the visitors.
     """
 
-    __slots__ = ("_deadline", "_handler", "_head", "_listener", "_make", "_transport")
+    __slots__ = ("_counted", "_deadline", "_handler", "_head", "_listener", "_make", "_transport")
 
     def __init__(self, listener: Listener, make: Callable[[str], CircuitProtocol]) -> None:
         self._listener = listener
@@ -107,10 +120,15 @@ class CircuitGate(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._head: bytearray | None = None  # the PROXY line while it arrives
         self._deadline: asyncio.TimerHandle | None = None
+        self._counted = False  # counted in the listener's total (until connection_lost)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports.
         self._transport = cast(asyncio.Transport, transport)
+        if not self._listener.admit():
+            transport.close()  # full: its file is free again at once
+            return
+        self._counted = True
         if not self._listener.expect_proxy:
             self._let_in(LOCAL, b"")
             return
@@ -163,6 +181,9 @@ class CircuitGate(asyncio.Protocol):
             self._handler.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        if self._counted:
+            self._counted = False
+            self._listener.total -= 1
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None

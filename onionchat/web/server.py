@@ -65,6 +65,25 @@ def allow_open_files(config: Config) -> int:
     return files
 
 
+FILES_RESERVED: Final = 256  # open files kept for everything but connections: data files, tor, threads
+
+
+def fit_connections(services: Services, files: int) -> None:
+    """Keep both sites' connection ceilings below the open-file limit, with files to spare.
+
+    Accepting a connection must never fail for want of a file: asyncio then logs in a loop,
+    and uvloop closes the listening socket for good. At the ceiling a new connection is
+    closed as it arrives instead (web/proxy.Listener).
+    """
+    staff, visitor_site = services.staff_listener, services.visitor_listener
+    staff.max_open = max(16, min(staff.max_open, files // 8))
+    room = max(16, files - staff.max_open - FILES_RESERVED)
+    if visitor_site.max_open > room:
+        log.warning("limits.open_connections (%d) is more than the open-file limit leaves room for: the visitor "
+                    "site keeps at most %d connections open (raise LimitNOFILE)", visitor_site.max_open, room)
+        visitor_site.max_open = room
+
+
 class LoopErrors:
     """The event loop's error handler: what an attack can trigger is counted, not logged each time.
 
@@ -192,6 +211,7 @@ async def run(config: Config, *, local: bool, out: TextIO = sys.stdout,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.set_exception_handler(LoopErrors())
+    fit_connections(services, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     tor_config = resolve_tor_mode(config, local, out)
     circuit_ids = expects_proxy_lines(config, tor_config)
     for listener in (services.visitor_listener, services.staff_listener):
