@@ -92,6 +92,14 @@ class SessionStore:
             return True
         return self.lifetime_seconds is not None and now - session.started > self.lifetime_seconds
 
+    def idle_left(self, session: Session) -> float:
+        """Seconds until ``session`` is signed out for want of an action by the person (staff)."""
+        since = session.last_action if self.idle_by_action else session.last_seen
+        left = self.idle_seconds - (self._clock() - since)
+        if self.lifetime_seconds is not None:
+            left = min(left, self.lifetime_seconds - (self._clock() - session.started))
+        return max(0.0, left)
+
     def get(self, sid: str | None, *, acted: bool = True) -> Session | None:
         """The live session with id ``sid``; None if unknown, idle or too old.
 

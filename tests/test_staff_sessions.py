@@ -144,3 +144,23 @@ async def test_a_session_ends_after_its_lifetime_however_busy(new_staff: NewStaf
     assert lifetime < busy_for <= lifetime + step
     again = await new_staff("carla")  # logging in again starts a new lifetime
     assert await signed_in(again)
+
+
+async def test_a_quiet_shift_is_warned_before_the_sign_out_and_can_stay(new_staff: NewStaff, services: Services,
+                                                                        clock: Clock) -> None:
+    staff = await new_staff("carla")
+    idle = services.config.staff.idle_minutes * 60
+    clock.now += idle - 600  # ten minutes left: no warning yet
+    _, board = await staff.get("/board?v=stale&p=0", headers=SELF_REFRESH)
+    assert "I am still here" not in board
+    clock.now += 400  # under five minutes left: the board and the alerts tab say when, and how to stay
+    _, board = await staff.get("/board?v=stale&p=0", headers=SELF_REFRESH)
+    assert "you will be signed out at" in board and 'action="/still-here"' in board
+    _, alerts = await staff.get("/alerts?v=1")
+    assert "<title>Signing out soon" in alerts and 'action="/still-here"' in alerts
+    response, _ = await staff.post("/still-here")
+    assert response.status == 303 and response.headers["Location"] == "/board"
+    clock.now += idle - 600  # a whole idle period later than before: still signed in, no warning
+    _, board = await staff.get("/board?v=stale&p=0", headers=SELF_REFRESH)
+    assert "I am still here" not in board
+    assert await signed_in(staff)

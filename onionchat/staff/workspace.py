@@ -10,6 +10,7 @@ they live in a separate alerts tab (``/alerts``) meant to be pinned.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -40,6 +41,18 @@ routes = web.RouteTableDef()
 # update never has a scrolled list to jump back to the top. The rest are counted, with a link to
 # the board with updates paused, which lists every one (and does not reload under the pointer).
 QUEUE_ROWS = 5
+# A counsellor watching a quiet line does nothing for a long time, and the board updating
+# itself is not them (issue 11: idle means no action by the person). This long before the
+# idle sign-out the board and the alerts tab say when it comes, with an "I am still here".
+WARN_SECONDS = 300.0
+
+
+def signs_out_soon(request: web.Request, session: Session) -> float | None:
+    """Wall-clock time of this session's sign-out if it is near (WARN_SECONDS), else None."""
+    left = request.app[keys.SESSIONS].idle_left(session)
+    if left > min(WARN_SECONDS, request.app[keys.SESSIONS].idle_seconds / 3):
+        return None
+    return time.time() + left
 
 
 async def until_changed(stamp: Callable[[], str], waiters: Callable[[], list[Waiter]], timeout: float) -> bool:
@@ -102,7 +115,8 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
 
     def stamp() -> str:
         lines = "".join(f"{c.slot}{c.awaiting_reply:d}" for c in store.held_chats(name))
-        return f"{store.board_version}.{session.available:d}.{lines}"
+        warned = signs_out_soon(request, session) is not None
+        return f"{store.board_version}.{session.available:d}.{lines}.{warned:d}"
 
     def waiters() -> list[Waiter]:
         return [store.board_waiter(), *(c.waiter() for c in store.held_chats(name))]
@@ -120,7 +134,8 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
             joined=[c for c in store.chats_of(name) if c.counsellor != name], queue=queue,
             rows=len(queue) if paused else QUEUE_ROWS, next_slot=store.free_slot(name, limit),
             urgent=[c for c in queue if c.urgent], available=sorted(staff_sessions.staff_available() - {name}),
-            refresh_url=url, paused=paused, check=next_check(request)).encode()
+            refresh_url=url, paused=paused, check=next_check(request),
+            sign_out=signs_out_soon(request, session)).encode()
 
     return Frame(stamp=stamp, wait=lambda timeout: until_changed(stamp, waiters, timeout), render=render,
                  path="/board")
@@ -132,6 +147,14 @@ async def board(request: web.Request) -> web.Response:
     session, account = signed_in(request)
     present(request, session)
     return await serve_frame(request, board_frame(request, session, account), session)
+
+
+@routes.post("/still-here", name="still_here")
+async def still_here(request: web.Request) -> web.StreamResponse:
+    """'I am still here': an action by the person, which is all the idle sign-out waits for."""
+    session, _ = signed_in(request)
+    form = await read_form(request, session)
+    raise see_other("/alerts" if form.get("back") == "alerts" else "/board")
 
 
 def held_in(request: web.Request, account: Account, pane: int) -> Conversation | None:
@@ -179,7 +202,7 @@ async def alerts(request: web.Request) -> web.Response:
     paused = request.query.get("paused") == "1"
     icon = request.app[keys.FAVICONS].alert(waiting, urgent=urgent > 0, reply=replies + handed > 0)
     response = page(request, "staff/alerts.html", session, waiting=waiting, replies=replies, handed=handed,
-                    urgent=urgent, delay=delay, icon=icon, paused=paused)
+                    urgent=urgent, delay=delay, icon=icon, paused=paused, sign_out=signs_out_soon(request, session))
     if not paused:
         # "v", as a frame's own reloads carry it: a browser that sends no Sec-Fetch headers still
         # has this reload judged as the page's doing, not the person's (web.poll.by_person).
