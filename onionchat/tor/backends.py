@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -157,13 +158,16 @@ class LaunchBackend:
                     self._reader.join(5)  # tor's last words, up to EOF
                 last = " / ".join(line.split("] ", 1)[-1] for line in list(self.output)[-3:])
                 raise TorError(f"tor exited at start (code {proc.returncode}): {last}")
-            if uses_socket and self._control_path().exists():
-                return stem.control.Controller.from_socket_file(str(self._control_path()))
-            if not uses_socket and port_file.exists():
-                text = port_file.read_text()
-                match = re.search(r"PORT=127\.0\.0\.1:(\d+)", text)
-                if match:
-                    return stem.control.Controller.from_port(address="127.0.0.1", port=int(match.group(1)))
+            # The socket file (or port file) can exist a moment before tor accepts on it: a
+            # refused connection then is no failure, only too early.
+            with contextlib.suppress(stem.SocketError):
+                if uses_socket and self._control_path().exists():
+                    return stem.control.Controller.from_socket_file(str(self._control_path()))
+                if not uses_socket and port_file.exists():
+                    text = port_file.read_text()
+                    match = re.search(r"PORT=127\.0\.0\.1:(\d+)", text)
+                    if match:
+                        return stem.control.Controller.from_port(address="127.0.0.1", port=int(match.group(1)))
             stop.wait(0.1)
         raise TorError("tor did not open its control socket within 60 s")
 
