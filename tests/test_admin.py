@@ -448,7 +448,7 @@ async def test_pages_are_safe_and_labelled(aiohttp_client: AiohttpClient, new_st
     pages.append(("refused", *await ada.post("/admin/staff/ada/disable")))
     _, page = await ada.get("/account/2fa")
     secret = page.split('<code class="secret">')[1].split("<")[0].replace(" ", "")
-    await ada.post("/account/2fa", {"code": pyotp.TOTP(secret).now()})
+    await ada.post("/account/2fa", {"code": pyotp.TOTP(secret).now(), "current_password": PASSWORD})
     pages.append(("/account/2fa on", *await ada.get("/account/2fa")))
     site = await staff_site(aiohttp_client, admin_services)
     await site.post("/login", {"username": "ada", "password": PASSWORD})

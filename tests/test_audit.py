@@ -96,7 +96,7 @@ async def test_account_canned_and_2fa_changes(new_staff: NewStaff, admin_service
     await ada.post(f"/admin/canned/{reply.id}/delete")
     _, page = await ada.get("/account/2fa")
     secret = page.split('<code class="secret">')[1].split("<")[0].replace(" ", "")
-    await ada.post("/account/2fa", {"code": pyotp.TOTP(secret).now()})
+    await ada.post("/account/2fa", {"code": pyotp.TOTP(secret).now(), "current_password": PASSWORD})
     await ada.post("/admin/staff/ada/reset-2fa")
     await ada.post("/admin/staff/erin/remove", {"confirm": "1"})
     got = [(who, action, detail) for who, action, _, detail in actions(admin_services) if who == "ada"]

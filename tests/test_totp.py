@@ -123,7 +123,7 @@ async def enrol_via_account_page(site: Site, services: Services, name: str) -> s
     secret = match.group(1).replace(" ", "")
     account = services.accounts.get(name)
     assert account is not None and not account.has_totp  # not before a code confirms it
-    response, _ = await site.post("/account/2fa", {"code": code_at(secret)})
+    response, _ = await site.post("/account/2fa", {"code": code_at(secret), "current_password": PASSWORD})
     assert response.status == 303 and response.headers["Location"] == "/account/2fa"
     account = services.accounts.get(name)
     assert account is not None and account.totp_secret == secret
@@ -139,12 +139,31 @@ async def test_enrolment_needs_a_right_code(new_staff: NewStaff, services: Servi
     _, again = await carla.get("/account/2fa")
     second = SECRET_RE.search(again)
     assert first and second and first.group(1) == second.group(1)  # held in the session until confirmed
-    response, page = await carla.post("/account/2fa", {"code": "000000"})
+    response, page = await carla.post("/account/2fa", {"code": "000000", "current_password": PASSWORD})
     assert response.status == 403 and "Wrong code" in page
     account = services.accounts.get("carla")
     assert account is not None and not account.has_totp
     response, _ = await carla.post("/account/2fa", {"code": "000000"}, csrf="")
     assert response.status == 403
+
+
+async def test_enrolment_on_the_account_page_needs_the_password(new_staff: NewStaff, services: Services) -> None:
+    """A borrowed session alone cannot tie the account to someone else's phone."""
+    carla = await new_staff("carla")
+    _, page = await carla.get("/account/2fa")
+    assert '<label for="current_password">' in page
+    match = SECRET_RE.search(page)
+    assert match
+    secret = match.group(1).replace(" ", "")
+    for password in ("", "not carla's password at all"):
+        response, page = await carla.post("/account/2fa", {"code": code_at(secret), "current_password": password})
+        assert response.status == 403 and "Your password is wrong" in page
+    account = services.accounts.get("carla")
+    assert account is not None and not account.has_totp
+    response, _ = await carla.post("/account/2fa", {"code": code_at(secret), "current_password": PASSWORD})
+    assert response.status == 303
+    account = services.accounts.get("carla")
+    assert account is not None and account.has_totp
 
 
 async def test_login_with_a_code_and_replay_refused(aiohttp_client: AiohttpClient, new_staff: NewStaff,

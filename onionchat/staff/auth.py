@@ -29,6 +29,7 @@ CODE_FAILED = (N_("Wrong code"), N_("The code is wrong or was already used. Wait
 SETUP_EXPIRED = (N_("Please scan the new code"), N_("The setup took too long, so a new secret was made. "
                                                     "Scan the new QR code, then enter a code."))
 PASSWORD_WRONG = (N_("Password not changed"), N_("Your current password is wrong."))
+ENROL_PASSWORD_WRONG = (N_("Two-factor login not turned on"), N_("Your password is wrong."))
 CODE_FIRST = (N_("Too many failed logins for this name"),
               N_("Many failed logins for this name came from elsewhere. If you use two-factor login, enter "
                  "the code from your app together with your password. Otherwise wait a while and try again."))
@@ -359,6 +360,15 @@ async def two_factor_confirm(request: web.Request) -> web.StreamResponse:
     pending = request.app[keys.PENDING].get(session.id, Stage.ACCOUNT)
     if pending is None or pending.name != account.name:
         return _two_factor_page(request, session, account, 409, SETUP_EXPIRED)
+    # The password too: a borrowed session alone must not tie the account to someone else's
+    # phone (the owner would then need an admin to get back in).
+    throttle = request.app[keys.LOGIN_THROTTLE]
+    attempt = throttle.attempt(account.name, circuit=circuit.circuit_of(request), ceiling=False)
+    if attempt.verdict is Verdict.THROTTLED:
+        return _two_factor_page(request, session, account, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
+    if await password_matches(request, account.name, form.get("current_password", "")) is None:
+        return _two_factor_page(request, session, account, 403, ENROL_PASSWORD_WRONG)
+    throttle.succeeded(attempt)
     step = totp.matching_step(pending.secret, form.get("code", ""))
     if step is None:
         return _two_factor_page(request, session, account, 403, CODE_FAILED)
