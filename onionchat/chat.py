@@ -794,7 +794,7 @@ class ChatStore:
         if to == conv.counsellor:
             raise ChatError(ErrorCode.BAD_REQUEST)
         if self.held_by(to) >= max_chats:
-            raise LimitReached(ErrorCode.MAX_CHATS)
+            raise LimitReached(ErrorCode.COLLEAGUE_FULL)
         conv.slot = self.free_slot(to, max_chats)
         conv.counsellor = to
         conv.joined.discard(to)

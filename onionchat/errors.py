@@ -32,6 +32,7 @@ class ErrorCode(enum.StrEnum):
     ENDED = "ended"
     TAKEN = "taken"
     MAX_CHATS = "max_chats"
+    COLLEAGUE_FULL = "colleague_full"
     LOGIN_THROTTLED = "login_throttled"
     LOGIN_FAILED = "login_failed"
     CIRCUIT_BUDGET = "circuit_budget"  # one visitor (one Tor circuit) did something too often

@@ -155,6 +155,17 @@ async def test_transfer_to_a_colleague_who_sees_why(new_visitor: NewVisitor, new
     assert response.status == 403
 
 
+async def test_transfer_to_a_colleague_without_room_says_so(services: Services, open_chat: OpenChatFactory) -> None:
+    services.accounts.set_max_chats("dirk", 1)
+    held_by_dirk = await open_chat(counsellor="dirk")
+    chat = await open_chat()
+    await held_by_dirk.staff.get("/board")  # dirk's workspace is open: he counts as available
+    await chat.staff.get(f"/chat/{chat.cid}")
+    response, page = await chat.staff.post(f"/chat/{chat.cid}/transfer", {"to": "dirk", "reason": ""})
+    assert response.status == 409 and "That colleague already holds as many chats as allowed" in page
+    assert services.chat.get(chat.cid).counsellor == "carla"
+
+
 async def test_transfer_to_someone_unavailable_is_refused(services: Services, open_chat: OpenChatFactory) -> None:
     chat = await open_chat()
     carla, cid = chat.staff, chat.cid

@@ -265,9 +265,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
         if held and choice == "transfer":
             # All or nothing: a colleague who can take only some would leave the rest with nobody.
             colleague = request.app[keys.ACCOUNTS].get(form.get("to", ""))
-            if colleague is None or (request.app[keys.CHAT].held_by(colleague.name) + len(held)
-                                     > max_chats(request, colleague)):
+            if colleague is None:
                 raise Refused(ErrorCode.NOT_AVAILABLE)
+            if request.app[keys.CHAT].held_by(colleague.name) + len(held) > max_chats(request, colleague):
+                raise Refused(ErrorCode.COLLEAGUE_FULL)
         for conv in held:
             if choice == "queue":
                 request.app[keys.CHAT].requeue(conv.id, account.name)

@@ -76,6 +76,8 @@ ERRORS: Final[dict[ErrorCode, Refusal]] = {
     E.EMPTY: Refusal(400, N_("Empty message"), N_("Write something before pressing Send.")),
     E.ENDED: Refusal(409, N_("This chat has ended"), N_("This conversation has ended.")),
     E.TAKEN: Refusal(409, N_("Already taken"), N_("Another counsellor has already accepted this chat.")),
+    E.COLLEAGUE_FULL: Refusal(409, N_("No room"),
+                              N_("That colleague already holds as many chats as allowed. Choose another.")),
     E.MAX_CHATS: Refusal(409, N_("Too many chats"),
                          N_("You already hold as many chats as allowed. End one first.")),
     E.LOGIN_THROTTLED: Refusal(429, N_("Too many attempts"),
