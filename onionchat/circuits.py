@@ -216,7 +216,24 @@ class CircuitBudgets:
 
     @staticmethod
     def _window(state: CircuitState, budget: Budget) -> Window | None:
-        return {Budget.SESSION: state.sessions, Budget.CHAT: state.chats, Budget.RESUME: state.resumes}.get(budget)
+        if budget is Budget.SESSION:
+            return state.sessions
+        if budget is Budget.CHAT:
+            return state.chats
+        return state.resumes if budget is Budget.RESUME else None
+
+    def charge_request(self, circuit: str) -> bool:
+        """``charge(circuit, Budget.REQUEST)``, the short way: it runs for every request."""
+        if circuit == LOCAL and not self.local_budgets:
+            return True
+        found = self._open_state(circuit)
+        if found is None:
+            return False
+        state, now = found
+        if state.requests.take(now):
+            return True
+        self._strike(circuit, state, now)
+        return False
 
     def charge(self, circuit: str, budget: Budget) -> bool:
         """Count one ``budget`` action of ``circuit``; False when over budget (a strike is counted)."""

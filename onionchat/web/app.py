@@ -23,10 +23,9 @@ from onionchat.throttle import LoginBudget, LoginThrottle
 from onionchat.turns import FairTurns
 from onionchat.web import keys, language
 from onionchat.web.guard import guard
-from onionchat.web.headers import add_headers
 from onionchat.web.keys import SiteSpec
 from onionchat.web.pages import favicon_ico, style
-from onionchat.web.proxy import Listener, arrival
+from onionchat.web.proxy import Listener
 from onionchat.web.render import Renderer
 
 log = logging.getLogger("onionchat")
@@ -174,7 +173,7 @@ def new_app(services: Services, site: SiteSpec, sessions: SessionStore, default_
     default language and listener, and adds its routes.
     """
     config = services.config
-    app = web.Application(middlewares=[arrival, guard], client_max_size=config.limits.body_bytes)
+    app = web.Application(middlewares=[guard], client_max_size=config.limits.body_bytes)
     app[keys.SITE] = site
     app[keys.DEFAULT_LANGUAGE] = default_language
     app[keys.CONFIG] = config
@@ -191,8 +190,8 @@ def new_app(services: Services, site: SiteSpec, sessions: SessionStore, default_
     app[keys.HOURS] = services.hours
     app[keys.CIRCUITS] = services.circuits
     app[keys.LISTENER] = listener
+    app[keys.REQUEST_BUDGETS] = None  # the visitor site's create_app charges its circuits
     app.add_routes(language.routes)
     app.router.add_get("/static/style.css", style, name="style")
     app.router.add_get("/favicon.ico", favicon_ico, name="favicon")
-    app.on_response_prepare.append(add_headers)
     return app

@@ -14,11 +14,14 @@ from typing import Final
 
 from aiohttp import web
 
-from onionchat.errors import ChatError, ErrorCode
+from onionchat.circuits import LOCAL
+from onionchat.errors import ChatError, ErrorCode, LimitReached
 from onionchat.i18n import N_
 from onionchat.sessions import Session
 from onionchat.web import cookies, keys
+from onionchat.web.headers import secure
 from onionchat.web.pages import language
+from onionchat.web.proxy import CircuitProtocol
 
 log = logging.getLogger("onionchat.web")
 
@@ -120,21 +123,44 @@ def error_page(request: web.Request, code: ErrorCode, session: Session | None = 
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a friendly page; never let a traceback reach a page or log.
+    """The one middleware of both sites: budget, friendly pages, security headers, arrival.
 
-    Input that cannot be parsed is refused where it is parsed (csrf.read_form); anything
-    else that escapes a handler is a bug, logged by its type and route. Exception messages
-    can quote what a visitor sent (a decode error shows the bytes), so never their text.
+    - A visitor site's circuit pays one request from its budget before anything else is
+      done for the request (a flood costs us the refusal only).
+    - Every failure becomes a friendly page; a traceback never reaches a page or log. Input
+      that cannot be parsed is refused where it is parsed (csrf.read_form); anything else that
+      escapes a handler is a bug, logged by its type and route. Exception messages can quote
+      what a visitor sent (a decode error shows the bytes), so never their text.
+    - Every answer, redirects and errors included, carries the security headers (a frame's
+      answer has them from its prebuilt block already).
+    - The request's arrival deadline (web/proxy.py) ends once it has arrived: at once without
+      a body, else when the handler is done with it.
+
+    One middleware rather than several: each one is a layer of calls on every poll.
     """
+    protocol = request.protocol
+    gate = protocol if type(protocol) is CircuitProtocol else None
+    if gate is not None and not request.body_exists:
+        gate.arrived()
     try:
-        return await handler(request)
+        budgets = request.app[keys.REQUEST_BUDGETS]
+        if budgets is not None and not budgets.charge_request(gate.circuit if gate is not None else LOCAL):
+            raise LimitReached(E.CIRCUIT_BUDGET)
+        response = await handler(request)
     except (Refused, ChatError) as exc:
-        return error_page(request, exc.code)
+        response = error_page(request, exc.code)
     except web.HTTPException as exc:
-        if exc.status < 400:
+        if exc.status >= 400:
+            response = error_page(request, STATUS_CODES.get(exc.status, E.BAD_REQUEST))
+        else:
+            secure(exc)  # a redirect: aiohttp sends the exception itself
             raise
-        return error_page(request, STATUS_CODES.get(exc.status, E.BAD_REQUEST))
     except Exception as exc:  # noqa: BLE001 - the server must never die of input
         route = request.match_info.route.name or "unnamed route"
         log.error("internal error (%s) in %s", type(exc).__name__, route)
-        return error_page(request, E.SERVER)
+        response = error_page(request, E.SERVER)
+    finally:
+        if gate is not None:
+            gate.arrived()
+    secure(response)
+    return response

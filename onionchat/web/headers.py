@@ -32,10 +32,14 @@ _CSP: Final = istr("Content-Security-Policy")
 REFRESH: Final = istr("Refresh")
 
 
-async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: the security headers on every response, errors included."""
+def secure(response: web.StreamResponse) -> None:
+    """Give ``response`` the security headers (and no-store unless it says otherwise).
+
+    Called by the guard for every answer of both sites; a frame's answer, built on
+    FRAME_HEADERS, has them already.
+    """
     headers = response.headers
-    if _CSP in headers:  # a frame's answer, which carries FRAME_HEADERS already
+    if _CSP in headers:
         return
     headers.update(SECURITY_HEADERS)
     headers.setdefault(hdrs.CACHE_CONTROL, NO_STORE)

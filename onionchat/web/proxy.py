@@ -199,6 +199,18 @@ class CircuitGate(asyncio.Protocol):
             self._handler.resume_writing()
 
 
+def whole_get(data: bytes) -> bool:
+    """True when ``data`` is exactly one whole GET or HEAD request: nothing more of it is to come.
+
+    Almost every request a browser sends (every poll) comes so: it needs no deadline, and
+    making and cancelling a timer for each was a measurable part of a poll's cost. A GET that
+    announces a body (no browser sends one) gets no deadline for it, but no handler of ours
+    reads a GET's body: after the answer aiohttp reads on for at most its lingering time
+    (10 s), then closes.
+    """
+    return data.startswith((b"GET ", b"HEAD ")) and data.find(b"\r\n\r\n") == len(data) - 4
+
+
 class CircuitProtocol(web_protocol.RequestHandler):
     """aiohttp's connection handler, told which circuit it serves, with a deadline per request.
 
@@ -217,7 +229,7 @@ class CircuitProtocol(web_protocol.RequestHandler):
     def data_received(self, data: bytes) -> None:  # noqa: D102
         if self.transport is None:  # closed (force_close): nothing more to read
             return
-        if self._deadline is None:
+        if self._deadline is None and not whole_get(data):
             self._deadline = self._loop.call_later(self.listener.request_seconds, self._too_slow)  # a first byte
         super().data_received(data)
 
@@ -242,22 +254,6 @@ def arrived(request: web.BaseRequest) -> None:
     protocol = request.protocol
     if isinstance(protocol, CircuitProtocol):
         protocol.arrived()
-
-
-@web.middleware
-async def arrival(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Stop the request's arrival deadline once it has arrived: at once without a body, else when done.
-
-    A handler that reads a form stops it itself as soon as the body is in (csrf.read_form),
-    so a held frame is never cut off.
-    """
-    if not request.body_exists:
-        arrived(request)
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    finally:
-        arrived(request)
 
 
 class CircuitSite(web_runner.BaseSite):
