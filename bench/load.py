@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from bench.flows import Counsellor, Visitor
 from bench.http import Connection, HttpError
-from bench.proc import Server, running
+from bench.proc import Server, has_module, running
 from bench.profile import Profiler
 from bench.report import Row, ms, percentile, verdict
 
@@ -27,13 +27,16 @@ DRAIN_SECONDS = 5.0  # after the last send, how long a message may still take be
 
 def limits(conversations: int) -> dict[str, dict[str, Any]]:
     """Config settings that let one process hold ``conversations`` chats and their sessions."""
+    staff: dict[str, Any] = {"max_chats": MAX_CHATS, "login_attempts": 1000}
+    if has_module("onionchat.turns"):  # issue 11's budgets: a login wave comes from one circuit
+        staff |= {"login_attempts_per_account": 1000, "login_attempts_per_circuit": 10_000}
     return {
         # Set-up leaves the visitors' connections idle for minutes before their frames start
         # polling (a browser's frame polls at once); the idle limit must not cut them meanwhile.
         "limits": {"conversations": conversations + 100, "queue_length": conversations + 100,
                    "sessions": conversations * 2 + 100, "messages_per_minute": 10_000,
                    "connection_idle_seconds": 3600},
-        "staff": {"max_chats": MAX_CHATS, "login_attempts": 1000},
+        "staff": staff,
         "poll": {"mode": "hold", "hold_seconds": HOLD_SECONDS},
         # The bench's counsellors answer over plain HTTP and keep no staff page open: they would
         # not count as available, and visitors would be asked to come back later.

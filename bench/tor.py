@@ -78,12 +78,15 @@ async def chat_through_tor(visitor_onion: str, staff_onion: str, visitor_socks: 
                                        {"_csrf": token(login), "username": "c000", "password": PASSWORD})
         if (status, where) != (303, "/"):
             raise RuntimeError(f"counsellor login over Tor: {status} {where}")
+        # The workspace's board frame, as the browser loads it: the counsellor is now present
+        # (available and asking), so the visitor is let into the line.
+        await fetch(staff, "GET", f"{staff_url}/board")
         landing = await first_fetch(visitor, f"{visitor_url}/")
         status, _, _ = await fetch(visitor, "POST", f"{visitor_url}/start",
                                    {"_csrf": token(landing), "nickname": "tor"})
         if status != 303:
             raise RuntimeError(f"start chat over Tor: {status}")
-        _, _, board = await fetch(staff, "GET", f"{staff_url}/")
+        _, _, board = await fetch(staff, "GET", f"{staff_url}/board?paused=1")  # paused: the whole line
         cid = re.search(r'action="/accept/([^"]+)"', board)
         if cid is None:
             raise RuntimeError("the visitor is not in the counsellor's queue")
