@@ -92,8 +92,9 @@ class LimitsConfig:
     page_cache_mb: int = setting(32, "Of memory_mb, the most that rendered pages kept for reuse may take; "
                                      "beyond it pages are rendered for each request.", lo=1, hi=100_000)
     open_connections: int = setting(12_000, "Connections the visitor site keeps open at once (each held frame is "
-                                            "one; ~25 KB each). Beyond it, and always below the open-file limit, "
-                                            "new connections are closed as they arrive.", lo=64, hi=1_000_000)
+                                            "one; ~25 KB each), kept below the open-file limit. At it, accepting "
+                                            "pauses: new connections wait in the listen queue until one closes.",
+                                    lo=64, hi=1_000_000)
 
 
 @dataclass(frozen=True, slots=True)

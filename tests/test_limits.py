@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import resource
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 import onionchat.staff
 import onionchat.visitor
 from onionchat.config import Config
+from onionchat.web.acceptor import Acceptor
 from onionchat.web.app import Services
 from onionchat.web.server import FILES_RESERVED, OPEN_FILES_WANTED, fit_connections
 from tests.conftest import AiohttpClient, Site, make_services, private_client, start_chat, with_limits
@@ -254,36 +257,45 @@ async def test_silent_and_dribbling_clients_are_cut_off_while_a_held_frame_is_an
         assert frame.startswith(b"HTTP/1.1 200"), frame
 
 
-async def test_past_the_connection_ceiling_new_connections_are_closed_and_the_site_lives_on(tmp_path: Path) -> None:
+async def test_at_the_connection_ceiling_newcomers_wait_and_get_in_as_soon_as_one_closes(tmp_path: Path) -> None:
     ceiling = 64  # the least limits.open_connections allows
     settings: dict[str, dict[str, Any]] = {"limits": {"open_connections": ceiling}}
+    request = b"GET / HTTP/1.1\r\nHost: onion\r\nConnection: close\r\n\r\n"
     with live_server(tmp_path, settings) as server:
         held = [await asyncio.open_connection(LOOPBACK, server.visitor_port) for _ in range(ceiling)]
+        waiting: list[asyncio.StreamWriter] = []
         try:
-            reader, writer = await asyncio.open_connection(LOOPBACK, server.visitor_port)
-            async with asyncio.timeout(5):  # closed as it arrives, not when idle (60 s)
-                assert await reader.read() == b"", "a connection past the ceiling is closed at once"
-            writer.close()
-            for _, writer in held[:8]:
+            # Past the ceiling a connection is neither refused nor served: it waits in the queue.
+            newcomers = []
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection(LOOPBACK, server.visitor_port)
+                writer.write(request)
+                newcomers.append(reader)
+                waiting.append(writer)
+            first = asyncio.ensure_future(newcomers[0].readline())
+            done, _ = await asyncio.wait([first], timeout=1)
+            assert not done, "no answer while the site holds as many connections as it may"
+            # As soon as connections close, the waiting ones are served; none was lost.
+            for _, writer in held[:3]:
                 writer.close()
-            # The listener lives on: a visitor's page loads as soon as connections are free again.
             async with asyncio.timeout(10):
-                while True:
-                    reader, writer = await asyncio.open_connection(LOOPBACK, server.visitor_port)
-                    writer.write(b"GET / HTTP/1.1\r\nHost: onion\r\nConnection: close\r\n\r\n")
-                    try:
-                        head = await reader.readline()
-                    except ConnectionResetError:
-                        # Still refused (the server has not yet seen the closes): a request already
-                        # written to a refused connection ends in a reset rather than an empty read.
-                        head = b""
-                    writer.close()
-                    if head:
-                        break
-            assert head.startswith(b"HTTP/1.1 200"), head
+                heads = [await first] + [await reader.readline() for reader in newcomers[1:]]
+            assert all(head.startswith(b"HTTP/1.1 200") for head in heads), heads
+            # The listener lives on: more visitors are served as connections come and go.
+            for _, writer in held[3:10]:
+                writer.close()
+            for _ in range(5):
+                reader, writer = await asyncio.open_connection(LOOPBACK, server.visitor_port)
+                waiting.append(writer)
+                writer.write(request)
+                async with asyncio.timeout(10):
+                    assert (await reader.readline()).startswith(b"HTTP/1.1 200")
         finally:
             for _, writer in held:
                 writer.close()
+            for writer in waiting:
+                writer.close()
+    assert "Traceback" not in server.log
 
 
 @pytest.mark.parametrize(("files", "visitor_ceiling", "staff_ceiling"),
@@ -294,3 +306,44 @@ def test_connection_ceilings_stay_below_the_open_file_limit(config: Config, file
     fit_connections(services, files)
     assert services.visitor_listener.max_open == visitor_ceiling
     assert services.staff_listener.max_open == staff_ceiling
+
+
+async def test_out_of_files_the_acceptor_pauses_reports_and_serves_the_newcomer_after() -> None:
+    loop = asyncio.get_running_loop()
+    reports: list[str] = []
+    loop.set_exception_handler(lambda _, context: reports.append(context["message"]))
+    served = asyncio.Event()
+
+    class Served(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            served.set()
+            transport.close()
+
+    acceptor = await Acceptor.listen(LOOPBACK, 0, 16, Served, lambda pending: True)
+    port = acceptor.sockets[0].getsockname()[1]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    client = socket.create_connection((LOOPBACK, port))  # in the listen queue: not accepted yet
+    fillers: list[int] = []
+    try:
+        # No file left for accept(): the limit just above the highest open one, every hole filled.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(map(int, os.listdir("/proc/self/fd"))) + 1, hard))
+        with contextlib.suppress(OSError):
+            while True:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+        async with asyncio.timeout(5):
+            while not reports:
+                await asyncio.sleep(0.01)  # the acceptor's turn in the loop
+        assert not served.is_set()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        async with asyncio.timeout(5):  # files are free again: the waiting connection is served
+            await served.wait()
+        assert reports[0] == "socket.accept() out of system resource"
+        assert acceptor.is_serving()
+    finally:
+        client.close()
+        acceptor.close()
+        loop.set_exception_handler(None)

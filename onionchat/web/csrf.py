@@ -22,6 +22,12 @@ async def read_form(request: web.Request, session: Session | None) -> dict[str, 
         raise Refused(ErrorCode.BAD_REQUEST) from None
     except ConnectionError:  # cut off: the body did not arrive within [limits] request_seconds
         raise Refused(ErrorCode.TOO_SLOW) from None
+    except RuntimeError:
+        if request.transport is not None:
+            raise  # a bug, not a closed connection
+        # Closed before its body was read (cut off, or closed to make room at the ceiling):
+        # aiohttp says "Connection closed." this way. Nobody is left to see the page.
+        raise Refused(ErrorCode.TOO_SLOW) from None
     arrived(request)  # the whole request is in: its arrival deadline is over
     token = form.get("_csrf")
     if session is None or not isinstance(token, str) or not session.csrf_ok(token):

@@ -23,9 +23,14 @@ from typing import Any, Final, cast
 from aiohttp import web, web_protocol, web_runner
 
 from onionchat.circuits import LOCAL, Budget, CircuitBudgets
+from onionchat.web.acceptor import Acceptor
 
 PROXY_LINE_MAX: Final = 107  # the longest v1 line, CRLF included (haproxy's PROXY protocol spec)
 TOR_PREFIX: Final = ipaddress.IPv6Network("fc00:dead:beef:4dad::/64")  # tor's source addresses
+
+
+def _nothing() -> None:
+    """Before the site listens there is no acceptor to wake."""
 
 
 def circuit_from_proxy_line(line: bytes) -> str | None:
@@ -58,20 +63,27 @@ class Listener:
         self.request_seconds = request_seconds
         self.circuits = circuits
         # All connections at once, whatever their circuit: set below the open-file limit, so
-        # that accepting never fails for want of a file (uvloop closes its listening socket
-        # for good on such a failure) and their memory has a ceiling.
+        # that accepting never fails for want of a file, and their memory has a ceiling. At
+        # it the site stops accepting (web/acceptor.py): newcomers wait, nobody is refused.
         self.max_open = max_open
         self.total = 0
+        self.room_again: Callable[[], None] = _nothing  # the site's acceptor, once it listens
         self._open: dict[str, set[CircuitProtocol]] = {}
         if circuits is not None:
             circuits.on_close(self.close_circuit)
 
-    def admit(self) -> bool:
-        """Count one more accepted connection; False (counting nothing) when the site is full."""
-        if self.total >= self.max_open:
-            return False
+    def has_room(self, pending: int) -> bool:
+        """Room for one more connection, with ``pending`` accepted ones not yet counted."""
+        return self.total + pending < self.max_open
+
+    def counted(self) -> None:
+        """A connection is being served (whatever becomes of it at the gate)."""
         self.total += 1
-        return True
+
+    def uncounted(self) -> None:
+        """A counted connection closed: its file is free, the acceptor may go on."""
+        self.total -= 1
+        self.room_again()
 
     def allows(self, circuit: str) -> bool:
         """Count one more connection of ``circuit``; False if it may not open one."""
@@ -125,9 +137,7 @@ class CircuitGate(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports.
         self._transport = cast(asyncio.Transport, transport)
-        if not self._listener.admit():
-            transport.close()  # full: its file is free again at once
-            return
+        self._listener.counted()
         self._counted = True
         if not self._listener.expect_proxy:
             self._let_in(LOCAL, b"")
@@ -183,7 +193,7 @@ class CircuitGate(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
         if self._counted:
             self._counted = False
-            self._listener.total -= 1
+            self._listener.uncounted()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -281,5 +291,8 @@ class CircuitSite(web_runner.BaseSite):
         def handler(circuit: str) -> CircuitProtocol:
             return CircuitProtocol(server, loop=loop, listener=self._listener, circuit=circuit, **self._handler_args)
 
-        self._server = await loop.create_server(lambda: CircuitGate(self._listener, handler), self._host,
-                                                self._port, backlog=self._backlog, reuse_address=True)
+        listener = self._listener
+        acceptor = await Acceptor.listen(self._host, self._port, self._backlog,
+                                         lambda: CircuitGate(listener, handler), listener.has_room)
+        listener.room_again = acceptor.room_again
+        self._server = acceptor

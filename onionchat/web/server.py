@@ -71,9 +71,9 @@ FILES_RESERVED: Final = 256  # open files kept for everything but connections: d
 def fit_connections(services: Services, files: int) -> None:
     """Keep both sites' connection ceilings below the open-file limit, with files to spare.
 
-    Accepting a connection must never fail for want of a file: asyncio then logs in a loop,
-    and uvloop closes the listening socket for good. At the ceiling a new connection is
-    closed as it arrives instead (web/proxy.Listener).
+    Connections must leave files for everything else (data files, tor's control socket,
+    threads). At its ceiling a site stops accepting and newcomers wait in the listen queue
+    (web/acceptor.py), so a flood of connections never makes the process run out of files.
     """
     staff, visitor_site = services.staff_listener, services.visitor_listener
     staff.max_open = max(16, min(staff.max_open, files // 8))
@@ -112,7 +112,7 @@ class LoopErrors:
 
     def _report(self) -> None:
         log.warning("cannot accept new connections: out of open files or memory (%d time(s)); connections "
-                    "are refused until some close (raise LimitNOFILE, or lower [limits])", self.accept_failures)
+                    "wait until some close (raise LimitNOFILE, or lower [limits])", self.accept_failures)
         self.accept_failures = 0
 
     def _report_again(self, loop: asyncio.AbstractEventLoop) -> None:
