@@ -1,8 +1,8 @@
-"""The friendly error pages and the middleware that turns every failure into one of them.
+"""The friendly error pages, and ``guard``: the one middleware every request of both sites passes.
 
-Every response of both sites passes through ``guard``: a refusal becomes its page in the
-person's language, and a bug becomes the generic page and one log line that names the
-exception's type and the route, never the request's data.
+A refusal becomes its page in the person's language, and a bug becomes the generic page and
+one log line that names the exception's type and the route, never the request's data. The
+guard also charges the request budget, ends the arrival deadline and adds the security headers.
 """
 
 from __future__ import annotations
