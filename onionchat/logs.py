@@ -27,6 +27,18 @@ class PrivacyFilter(logging.Filter):
         return True
 
 
+class QuietLibraries(logging.Filter):
+    """Drop stem's records below WARNING: its controller chatter (every control command) is not for the log.
+
+    A filter on the handler rather than stem's logger level: stem sets its logger to its lowest
+    level when it is imported, and it is imported only when publishing, after setup().
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep everything but stem's lines below WARNING."""
+        return record.levelno >= logging.WARNING or not (record.name == "stem" or record.name.startswith("stem."))
+
+
 LINES_PER_MINUTE = 60  # onionchat's own lines a minute, at most, whatever an attacker does
 OTHER_LINES_PER_MINUTE = 30  # libraries' lines (aiohttp's "Error handling request" on a bad request, ...)
 
@@ -73,6 +85,7 @@ def setup(level: str, stream: TextIO = sys.stderr) -> None:
     """Configure the root logger once; there is no access log at all."""
     handler = BoundedHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(QuietLibraries())
     handler.addFilter(PrivacyFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -80,5 +93,3 @@ def setup(level: str, stream: TextIO = sys.stderr) -> None:
     # aiohttp's access logger would record every request: it is never given a handler or
     # a level that lets it through, and the runners are started with access_log=None.
     logging.getLogger("aiohttp.access").disabled = True
-    # stem sets its own logger to its lowest level; its controller chatter is not for the log.
-    logging.getLogger("stem").setLevel(logging.WARNING)

@@ -140,6 +140,8 @@ class Onionchat:
             raise AssertionError(f"onionchat did not stop within 30 s:\n{self.log}") from None
         assert code == 0, f"onionchat exited with {code}:\n{self.log}"
         assert "Traceback" not in self.log, self.log
+        # stem logs every control command at DEBUG (and sets its own level when imported): none of it here.
+        assert " DEBUG stem" not in self.log and " INFO stem" not in self.log, self.log
 
 
 @dataclass
