@@ -216,21 +216,20 @@ class Attacker:
 
     async def line(self, shared: dict[str, str]) -> None:
         """Fill the line: a fake chat, marked 'in danger'."""
-        cookie = await self.start_chat()
-        if cookie is None:
-            return
-        token = await self.csrf_of("/chat", cookie)
-        if token is not None:
-            await self.ask("POST", "/chat/urgent", cookie=cookie, form={"_csrf": token})
+        await self.start_then("/chat/urgent")
 
     async def leave(self, shared: dict[str, str]) -> None:
         """Start a chat and leave it at once."""
+        await self.start_then("/chat/leave")
+
+    async def start_then(self, path: str) -> None:
+        """Start a fake chat, then press the chat page's button that posts to ``path``."""
         cookie = await self.start_chat()
         if cookie is None:
             return
         token = await self.csrf_of("/chat", cookie)
         if token is not None:
-            await self.ask("POST", "/chat/leave", cookie=cookie, form={"_csrf": token})
+            await self.ask("POST", path, cookie=cookie, form={"_csrf": token})
 
     async def memory(self, shared: dict[str, str]) -> None:
         """One chat stuffed with long messages, its frame fetched in every language and variant."""

@@ -41,9 +41,9 @@ CHAT_ACTIONS = frozenset({"accepted", "transferred", "requeued", "urgent", "ende
 MINUTE, HOUR = 60, 3600
 
 
-def minute(at: float) -> int:
-    """``at`` rounded down to the minute: enough for an audit, less to correlate with traffic."""
-    return int(at) // MINUTE * MINUTE
+def rounded(at: float, precision: int = MINUTE) -> int:
+    """``at`` rounded down to ``precision`` seconds: enough for an audit, less to correlate with traffic."""
+    return int(at) // precision * precision
 
 
 @dataclass(slots=True)
@@ -123,7 +123,7 @@ class AuditLog:
         at, action, chat = float(e["at"]), str(e["action"]), str(e.get("chat", ""))
         precision = int(e.get("precision", MINUTE))
         if action in CHAT_ACTIONS and precision < self.chat_precision:
-            at, precision = int(at) // self.chat_precision * self.chat_precision, self.chat_precision
+            at, precision = rounded(at, self.chat_precision), self.chat_precision
             self._dirty = True
         if chat and not self.keep_chat_ids:
             chat = ""
@@ -139,12 +139,8 @@ class AuditLog:
     def record(self, who: str, action: str, chat: str = "", detail: str = "") -> None:
         """Note one action (cheap, on the event loop; the file is written by flush)."""
         precision = self.chat_precision if action in CHAT_ACTIONS or chat else MINUTE
-        ref = None
-        if chat:
-            ref = self._live.get(chat)
-            if ref is None:
-                ref = self._live[chat] = ChatRef(chat)
-        entry = AuditEntry(at=int(time.time()) // precision * precision, who=who, action=action, ref=ref,
+        ref = self._live.setdefault(chat, ChatRef(chat)) if chat else None
+        entry = AuditEntry(at=rounded(time.time(), precision), who=who, action=action, ref=ref,
                            detail=detail[:DETAIL_MAX], precision=precision)
         self._entries.append(entry)
         if len(self._entries) > MAX_ENTRIES:

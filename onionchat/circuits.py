@@ -223,8 +223,8 @@ class CircuitBudgets:
         return state.resumes if budget is Budget.RESUME else None
 
     def charge_request(self, circuit: str) -> bool:
-        """``charge(circuit, Budget.REQUEST)``, the short way: it runs for every request."""
-        if circuit == LOCAL and not self.local_budgets:
+        """Count one request of ``circuit`` (every request pays one); False when over budget."""
+        if not self.applies(circuit):
             return True
         found = self._open_state(circuit)
         if found is None:
@@ -237,6 +237,8 @@ class CircuitBudgets:
 
     def charge(self, circuit: str, budget: Budget) -> bool:
         """Count one ``budget`` action of ``circuit``; False when over budget (a strike is counted)."""
+        if budget is Budget.REQUEST:
+            return self.charge_request(circuit)
         if not self.applies(circuit):
             return True
         found = self._open_state(circuit)
@@ -246,8 +248,6 @@ class CircuitBudgets:
         window = self._window(state, budget)
         if window is not None:
             ok = window.take(now)
-        elif budget is Budget.REQUEST:
-            ok = state.requests.take(now)
         elif circuit == LOCAL:
             # Without Tor the testers of one machine share LOCAL, each browser with its 6
             # connections: only Tor circuits are counted (serve --local listens on loopback).

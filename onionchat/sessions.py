@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,19 +86,20 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def _left(self, session: Session, now: float) -> float:
+        """Seconds ``session`` has until it idles out or reaches its lifetime (below 0: expired)."""
+        since = session.last_action if self.idle_by_action else session.last_seen
+        left = self.idle_seconds - (now - since)
+        if self.lifetime_seconds is not None:
+            left = min(left, self.lifetime_seconds - (now - session.started))
+        return left
+
     def _expired(self, session: Session, now: float) -> bool:
-        idle_since = session.last_action if self.idle_by_action else session.last_seen
-        if now - idle_since > self.idle_seconds:
-            return True
-        return self.lifetime_seconds is not None and now - session.started > self.lifetime_seconds
+        return self._left(session, now) < 0
 
     def idle_left(self, session: Session) -> float:
         """Seconds until ``session`` is signed out for want of an action by the person (staff)."""
-        since = session.last_action if self.idle_by_action else session.last_seen
-        left = self.idle_seconds - (self._clock() - since)
-        if self.lifetime_seconds is not None:
-            left = min(left, self.lifetime_seconds - (self._clock() - session.started))
-        return max(0.0, left)
+        return max(0.0, self._left(session, self._clock()))
 
     def get(self, sid: str | None, *, acted: bool = True) -> Session | None:
         """The live session with id ``sid``; None if unknown, idle or too old.
@@ -167,12 +168,7 @@ class SessionStore:
         if not self._by_circuit:
             return False
 
-        # The biggest holder first (one max(), the usual case), then the others by size.
-        def holders() -> Iterator[dict[str, Session]]:
-            yield max(self._by_circuit.values(), key=len)
-            yield from sorted(self._by_circuit.values(), key=len, reverse=True)
-
-        for sessions in holders():
+        for sessions in sorted(self._by_circuit.values(), key=len, reverse=True):
             bare = [s for s in sessions.values() if self._bare(s)]
             if bare:
                 self._remove(min(bare, key=lambda s: s.last_seen))

@@ -55,7 +55,6 @@ class Attempt:
 
     verdict: Verdict
     name: str
-    circuit: str
     at: float
     counted: tuple[tuple[str, ...], ...]  # the buckets it was counted in
 
@@ -126,16 +125,16 @@ class LoginThrottle:
         pair = self._bucket(("pair", name, circuit), budget.per_name_and_circuit)
         own = self._bucket(("circuit", circuit), budget.per_circuit)
         if not pair.has_room(now) or not own.has_room(now):
-            return Attempt(Verdict.THROTTLED, name, circuit, now, ())
+            return Attempt(Verdict.THROTTLED, name, now, ())
         pair.allow(now)
         own.allow(now)
         counted: tuple[tuple[str, ...], ...] = (("pair", name, circuit), ("circuit", circuit))
         if ceiling:
             everywhere = self._bucket(("name", name), budget.per_name)
             if not everywhere.allow(now):
-                return Attempt(Verdict.CODE_FIRST, name, circuit, now, counted)
+                return Attempt(Verdict.CODE_FIRST, name, now, counted)
             counted += (("name", name),)
-        return Attempt(Verdict.GO, name, circuit, now, counted)
+        return Attempt(Verdict.GO, name, now, counted)
 
     def succeeded(self, attempt: Attempt) -> None:
         """The password was right: the attempt is not a failure after all."""

@@ -21,7 +21,6 @@ class FairTurns:
     """
 
     def __init__(self, slots: int = 1) -> None:
-        self.slots = slots
         self._free = slots
         self._waiting: dict[str, dict[str, deque[asyncio.Future[None]]]] = {}  # circuit -> name -> waiters
         # When each circuit (and name) last got a turn: the next goes to whoever waited longest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -58,10 +59,23 @@ def max_chats(request: web.Request, account: Account) -> int:
     return effective_max_chats(account, request.app[keys.CONFIG])
 
 
+def pane_count(limit: int, held_slots: Iterable[int]) -> int:
+    """How many chat panes a workspace has: the counsellor's limit, or more if they hold more."""
+    return max(limit, max(held_slots, default=0))
+
+
 def slots(request: web.Request, account: Account) -> int:
-    """How many chat panes this counsellor's workspace has: their limit, or more if they hold more."""
+    """How many chat panes this counsellor's workspace has (pane_count of what they hold now)."""
     held = request.app[keys.CHAT].held_chats(account.name)
-    return max(max_chats(request, account), max((c.slot for c in held), default=0))
+    return pane_count(max_chats(request, account), (c.slot for c in held))
+
+
+def signed_out_elsewhere(request: web.Request, session: Session, name: str) -> None:
+    """Sign ``name`` out of every session but this one, which follows the account's new generation."""
+    account = request.app[keys.ACCOUNTS].get(name)
+    if account is not None and session.staff == name:
+        session.staff_generation = account.generation  # someone changing their own account stays in
+    request.app[keys.SESSIONS].drop_staff(name, keep=session)
 
 
 def pane_number(value: str, account: Account, request: web.Request) -> int:

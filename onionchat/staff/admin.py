@@ -17,7 +17,7 @@ from onionchat.web.csrf import read_form
 from onionchat.web.guard import Refused
 from onionchat.web.pages import see_other
 
-from .access import page, signed_in
+from .access import page, signed_in, signed_out_elsewhere
 
 routes = web.RouteTableDef()
 
@@ -90,14 +90,6 @@ Change = Callable[[AccountStore, Account, dict[str, str]], str]
 # Changes after which the person must sign in again: whoever held their session may not.
 # (The account's generation in accounts.json does the same for changes made with the CLI.)
 SIGN_OUT_AFTER = frozenset({"account_disabled", "2fa_reset", "account_removed", "role_set"})
-
-
-def signed_out_elsewhere(request: web.Request, session: Session, name: str) -> None:
-    """Sign ``name`` out of every session but this one, which follows the account's new generation."""
-    account = request.app[keys.ACCOUNTS].get(name)
-    if account is not None and session.staff == name:
-        session.staff_generation = account.generation  # an admin changing their own account stays in
-    request.app[keys.SESSIONS].drop_staff(name, keep=session)
 
 
 async def account_change(request: web.Request, action: str, change: Change) -> web.StreamResponse:

@@ -18,7 +18,7 @@ from onionchat.web.csrf import read_form
 from onionchat.web.guard import ERRORS, Refused
 from onionchat.web.pages import see_other
 
-from .access import max_chats, page, present, signed_in
+from .access import max_chats, page, present, signed_in, signed_out_elsewhere
 from .chats import hand_over
 from .workspace import colleagues
 
@@ -30,6 +30,7 @@ SETUP_EXPIRED = (N_("Please scan the new code"), N_("The setup took too long, so
                                                     "Scan the new QR code, then enter a code."))
 PASSWORD_WRONG = (N_("Password not changed"), N_("Your current password is wrong."))
 ENROL_PASSWORD_WRONG = (N_("Two-factor login not turned on"), N_("Your password is wrong."))
+THROTTLED = ERRORS[ErrorCode.LOGIN_THROTTLED].message
 CODE_FIRST = (N_("Too many failed logins for this name"),
               N_("Many failed logins for this name came from elsewhere. If you use two-factor login, enter "
                  "the code from your app together with your password. Otherwise wait a while and try again."))
@@ -103,7 +104,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     throttle = request.app[keys.LOGIN_THROTTLE]
     attempt = throttle.attempt(name, circuit=circuit.circuit_of(request))
     if attempt.verdict is Verdict.THROTTLED:
-        return _login_page(request, session, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
+        return _login_page(request, session, 429, THROTTLED)
     if attempt.verdict is Verdict.CODE_FIRST:
         return await _login_code_first(request, session, attempt, password, form.get("code", ""))
     account = await password_matches(request, name, password)
@@ -206,7 +207,7 @@ async def code(request: web.Request) -> web.StreamResponse:
         step = await _code_accepted(request, account, account.totp_secret, form.get("code", ""))
     except _Throttled:
         return page(request, "staff/login_code.html", session, status=429,
-                    error=ERRORS[ErrorCode.LOGIN_THROTTLED].message)
+                    error=THROTTLED)
     if step is None:
         return page(request, "staff/login_code.html", session, status=403, error=CODE_FAILED)
     raise _finish_login(request, session, account)
@@ -238,7 +239,7 @@ async def enrol(request: web.Request) -> web.StreamResponse:
     try:
         step = await _code_accepted(request, account, pending.secret, form.get("code", ""))
     except _Throttled:
-        return _enrol_page(request, session, pending, account, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
+        return _enrol_page(request, session, pending, account, 429, THROTTLED)
     if step is None:
         return _enrol_page(request, session, pending, account, 403, CODE_FAILED)
     # The confirming code's step is stored as used: it cannot sign anyone in a second time.
@@ -300,6 +301,23 @@ async def account_page(request: web.Request) -> web.Response:
     return _account_page(request, session, account, message=request.query.get("done", "")[:20])
 
 
+async def own_password_refused(request: web.Request, account: Account, password: str) -> int | None:
+    """Check a signed-in person's current password; None when right, else the status to answer.
+
+    Counted like a login from this circuit (429 over budget, 403 wrong), but without the
+    per-account ceiling over all circuits: the session already proved a whole login, so
+    guessing from elsewhere does not stop it here.
+    """
+    throttle = request.app[keys.LOGIN_THROTTLE]
+    attempt = throttle.attempt(account.name, circuit=circuit.circuit_of(request), ceiling=False)
+    if attempt.verdict is Verdict.THROTTLED:
+        return 429
+    if await password_matches(request, account.name, password) is None:
+        return 403
+    throttle.succeeded(attempt)
+    return None
+
+
 @routes.post("/account/password", name="account_password")
 async def change_password(request: web.Request) -> web.StreamResponse:
     """A new password, after the current one (a borrowed session alone cannot change it).
@@ -309,25 +327,19 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     session, account = signed_in(request)
     form = await read_form(request, session)
     accounts = request.app[keys.ACCOUNTS]
-    throttle = request.app[keys.LOGIN_THROTTLE]
     new, again = form.get("new_password", ""), form.get("new_password_again", "")
-    # The session already proved a whole login: guessing from elsewhere does not stop it here.
-    attempt = throttle.attempt(account.name, circuit=circuit.circuit_of(request), ceiling=False)
-    if attempt.verdict is Verdict.THROTTLED:
-        return _account_page(request, session, account, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
-    if await password_matches(request, account.name, form.get("current_password", "")) is None:
-        return _account_page(request, session, account, 403, PASSWORD_WRONG)
-    throttle.succeeded(attempt)
+    refused = await own_password_refused(request, account, form.get("current_password", ""))
+    if refused is not None:
+        return _account_page(request, session, account, refused, THROTTLED if refused == 429 else PASSWORD_WRONG)
     if new != again:
         return _account_page(request, session, account, 400,
                              (N_("Password not changed"), N_("The two new passwords differ.")))
     try:
         async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=account.name):
-            changed = await asyncio.to_thread(accounts.set_password, account.name, new)
+            await asyncio.to_thread(accounts.set_password, account.name, new)
     except AccountError as exc:
         return _account_page(request, session, account, 400, (N_("Password not changed"), ""), reason=str(exc))
-    session.staff_generation = changed.generation  # this session stays; every other one ends
-    request.app[keys.SESSIONS].drop_staff(account.name, keep=session)
+    signed_out_elsewhere(request, session, account.name)  # this session stays; every other one ends
     request.app[keys.AUDIT].record(account.name, "password_changed", detail=account.name)
     raise see_other("/account?done=password")
 
@@ -363,13 +375,10 @@ async def two_factor_confirm(request: web.Request) -> web.StreamResponse:
         return _two_factor_page(request, session, account, 409, SETUP_EXPIRED)
     # The password too: a borrowed session alone must not tie the account to someone else's
     # phone (the owner would then need an admin to get back in).
-    throttle = request.app[keys.LOGIN_THROTTLE]
-    attempt = throttle.attempt(account.name, circuit=circuit.circuit_of(request), ceiling=False)
-    if attempt.verdict is Verdict.THROTTLED:
-        return _two_factor_page(request, session, account, 429, ERRORS[ErrorCode.LOGIN_THROTTLED].message)
-    if await password_matches(request, account.name, form.get("current_password", "")) is None:
-        return _two_factor_page(request, session, account, 403, ENROL_PASSWORD_WRONG)
-    throttle.succeeded(attempt)
+    refused = await own_password_refused(request, account, form.get("current_password", ""))
+    if refused is not None:
+        return _two_factor_page(request, session, account, refused,
+                                THROTTLED if refused == 429 else ENROL_PASSWORD_WRONG)
     step = totp.matching_step(pending.secret, form.get("code", ""))
     if step is None:
         return _two_factor_page(request, session, account, 403, CODE_FAILED)

@@ -29,6 +29,7 @@ from .access import (
     is_supervisor,
     max_chats,
     page,
+    pane_count,
     pane_number,
     present,
     signed_in,
@@ -110,7 +111,6 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
     """Your chats (one line per pane) and the waiting line, updating itself."""
     store: ChatStore = request.app[keys.CHAT]
     renderer = request.app[keys.RENDERER]
-    staff_sessions = request.app[keys.SESSIONS]
     name = account.name
 
     def stamp() -> str:
@@ -124,16 +124,16 @@ def board_frame(request: web.Request, session: Session, account: Account) -> Fra
     paused = request.query.get("paused") == "1"
 
     def render(current: str, url: str) -> bytes:
-        count = slots(request, account)
         held = {c.slot: c for c in store.held_chats(name)}
         limit = max_chats(request, account)
+        count = pane_count(limit, held)
         queue = store.queue()
         return renderer.render(
             "staff/board.html", language(request, session), session=session, site="staff",
             slots=[(n, held.get(n)) for n in range(1, count + 1)], held=len(held), limit=limit,
             joined=[c for c in store.chats_of(name) if c.counsellor != name], queue=queue,
             rows=len(queue) if paused else QUEUE_ROWS, next_slot=store.free_slot(name, limit),
-            urgent=[c for c in queue if c.urgent], available=sorted(staff_sessions.staff_available() - {name}),
+            urgent=[c for c in queue if c.urgent], available=colleagues(request, account),
             refresh_url=url, paused=paused, check=next_check(request),
             sign_out=signs_out_soon(request, session)).encode()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from onionchat.web import keys, pages
+from onionchat.web import pages
 from onionchat.web.app import Services, new_app, sweeper
 from onionchat.web.keys import VISITOR_SITE
 
@@ -15,7 +15,6 @@ def create_app(services: Services) -> web.Application:
     """The visitor application (its own port; it shares no route with the staff site)."""
     app = new_app(services, VISITOR_SITE, services.visitor_sessions, services.config.visitor.default_language,
                   services.visitor_listener)
-    app[keys.REQUEST_BUDGETS] = services.circuits  # every request pays from its circuit's budget
     app.add_routes(routes)
     # Only visitor pages carry the "set Safest" banner that this stylesheet hides.
     app.router.add_get("/static/nojs.css", pages.nojs_style, name="nojs_style")

@@ -190,7 +190,6 @@ def new_app(services: Services, site: SiteSpec, sessions: SessionStore, default_
     app[keys.HOURS] = services.hours
     app[keys.CIRCUITS] = services.circuits
     app[keys.LISTENER] = listener
-    app[keys.REQUEST_BUDGETS] = None  # the visitor site's create_app charges its circuits
     app.add_routes(language.routes)
     app.router.add_get("/static/style.css", style, name="style")
     app.router.add_get("/favicon.ico", favicon_ico, name="favicon")

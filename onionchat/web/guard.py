@@ -143,7 +143,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if gate is not None and not request.body_exists:
         gate.arrived()
     try:
-        budgets = request.app[keys.REQUEST_BUDGETS]
+        budgets = request.app[keys.LISTENER].circuits  # the visitor site's; the staff site has none
         if budgets is not None and not budgets.charge_request(gate.circuit if gate is not None else LOCAL):
             raise LimitReached(E.CIRCUIT_BUDGET)
         response = await handler(request)

@@ -68,6 +68,4 @@ HOURS = web.AppKey("hours", OfficeHours)
 PENDING = web.AppKey("pending_steps", PendingSteps)  # staff: logins between password and code
 FAVICONS = web.AppKey("favicons", favicon.Favicons)  # staff: the alert icons drawn so far
 CIRCUITS = web.AppKey("circuits", CircuitBudgets)  # the visitors' per-circuit budgets (both sites see them)
-# The budgets this site's requests are charged to (the visitor site's circuits; None: no charge).
-REQUEST_BUDGETS = web.AppKey[CircuitBudgets | None]("request_budgets")
 LISTENER = web.AppKey("listener", Listener)  # this site's connections: PROXY lines, circuits, deadlines
