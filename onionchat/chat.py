@@ -151,7 +151,6 @@ SYSTEM_CLOCK: Final = Clock()
 MB: Final = 1 << 20
 NEVER_ASKED_SECONDS: Final = 30.0  # a new chat whose browser never asked for its page is marked left after this
 SESSION_BYTES: Final = 2048  # a visitor session with its throttle (measured with tracemalloc)
-UNBOUNDED_PAGES: Final = 1 << 62  # a Conversation made outside a ChatStore (tests) keeps any page
 MESSAGE_BYTES: Final = 120  # a Message or StaffNote object beside its text (measured with sys.getsizeof)
 CONVERSATION_BYTES: Final = 4096  # a Conversation with its deques, waiters and dicts, without text
 
@@ -233,7 +232,7 @@ class Conversation:
     # Rendered pages, valid for one version: polls serve bytes, not templates (pagecache.py
     # has the policy). They live here so that forgetting the conversation forgets them too.
     rendered: Pages = field(default_factory=dict)
-    pages: PageCache = field(default_factory=lambda: PageCache(UNBOUNDED_PAGES))
+    pages: PageCache = field(kw_only=True)  # the store's: one ceiling for all conversations
     _changed: Changes = field(default_factory=Changes)  # any change (staff frames)
     _visitor_changed: Changes = field(default_factory=Changes)  # changes the visitor can see
 
@@ -243,7 +242,8 @@ class Conversation:
 
     def visitor_here(self) -> bool:
         """The visitor asked for something of this chat; True if they had been marked as gone."""
-        self.visitor_seen = self.last_activity = self.clock.monotonic()
+        self.touch()
+        self.visitor_seen = self.last_activity
         self.asked = True
         came_back, self.left = self.left, False
         return came_back
@@ -304,12 +304,17 @@ class Conversation:
         return VisitorView(id=self.id, state=self.state, messages=tuple(self.messages[start:end]),
                            end_reason=self.end_reason, urgent=self.urgent, lang=self.lang,
                            earlier=start, later=len(self.messages) - end,
-                           urgent_asked=self.urgent_asked and not self.urgent)
+                           urgent_asked=self.urgent_asked)  # never set once urgent
 
     @property
     def preview(self) -> str:
         """The visitor's first message, for the waiting line on the board."""
         return next((m.text for m in self.messages if m.author is Author.VISITOR), "")
+
+    @property
+    def has_written(self) -> bool:
+        """The visitor has sent a message (never an empty one)."""
+        return any(m.author is Author.VISITOR for m in self.messages)
 
     @property
     def awaiting_reply(self) -> bool:
@@ -491,14 +496,17 @@ class ChatStore:
         return sorted((c for c in self._conversations.values()
                        if c.state is State.OPEN and c.has_staff(staff)), key=lambda c: c.created)
 
+    def _held(self, staff: str) -> Iterator[Conversation]:
+        """The open conversations ``staff`` holds as the counsellor, in no order."""
+        return (c for c in self._conversations.values() if c.state is State.OPEN and c.counsellor == staff)
+
     def held_by(self, staff: str) -> int:
         """How many open chats ``staff`` holds as the counsellor (for the per-counsellor limit)."""
-        return sum(1 for c in self._conversations.values() if c.state is State.OPEN and c.counsellor == staff)
+        return sum(1 for _ in self._held(staff))
 
     def held_chats(self, staff: str) -> list[Conversation]:
         """The open conversations ``staff`` holds as the counsellor, by slot."""
-        return sorted((c for c in self._conversations.values() if c.state is State.OPEN and c.counsellor == staff),
-                      key=lambda c: (c.slot, c.created))
+        return sorted(self._held(staff), key=lambda c: (c.slot, c.created))
 
     def free_slot(self, staff: str, slots: int, preferred: int = 0) -> int:
         """The pane of ``staff``'s workspace a chat they take next opens in (1..).
@@ -507,7 +515,7 @@ class ChatStore:
         while a chat in it is open; a free slot whose chat ended a moment ago comes last, as its
         pane may still show that chat's end and wrap-up.
         """
-        taken = {c.slot for c in self._conversations.values() if c.counsellor == staff and c.state is State.OPEN}
+        taken = {c.slot for c in self._held(staff)}
         if 0 < preferred <= slots and preferred not in taken:
             return preferred
         ended = {c.slot for c in self._conversations.values() if c.counsellor == staff and c.state is State.ENDED}
@@ -668,11 +676,15 @@ class ChatStore:
             if not throttle.allow():
                 raise LimitReached(ErrorCode.TOO_FAST)
         msg = self._append(conv, author, text, sender)
-        conv.touch()
         if author is Author.VISITOR:
-            self.visitor_here(conv)
-            if conv.urgent_asked and not conv.urgent:
-                self._make_urgent(conv, "")
+            self.visitor_here(conv)  # touches it too
+            if conv.urgent_asked:  # pressed "I am in danger now" before writing: it counts now
+                if self._circuit_has_urgent(conv):
+                    conv.urgent_asked = False
+                else:
+                    self._make_urgent(conv, "")
+        else:
+            conv.touch()
         return msg
 
     def _checked_text(self, conv: Conversation, text: str, staff: bool = True) -> str:
@@ -763,7 +775,7 @@ class ChatStore:
             self._append(conv, Author.SYSTEM, "", event="urgent")
         if conv.urgent:
             return conv
-        if not actor and not any(m.author is Author.VISITOR for m in conv.messages):
+        if not actor and not conv.has_written:
             conv.urgent_asked = True
             return conv
         self._make_urgent(conv, actor)
@@ -776,9 +788,6 @@ class ChatStore:
                    for c in self._conversations.values())
 
     def _make_urgent(self, conv: Conversation, actor: str) -> None:
-        if not actor and self._circuit_has_urgent(conv):
-            conv.urgent_asked = False
-            return
         conv.urgent = True
         conv.urgent_asked = False
         conv.touch()
@@ -912,7 +921,7 @@ class ChatStore:
         """
         if conv.state is not State.WAITING:
             return False
-        if conv.left and not any(m.author is Author.VISITOR for m in conv.messages):
+        if conv.left and not conv.has_written:
             return True
         if self.circuits is None or conv.circuit == LOCAL:
             return False

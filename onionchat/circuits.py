@@ -212,7 +212,7 @@ class CircuitBudgets:
         """The state of ``circuit`` now, None while it is closed for going on."""
         now = self.clock()
         state = self._state(circuit, now)
-        return None if self._closed(circuit, state, now) else (state, now)
+        return None if self._closed(state, now) else (state, now)
 
     @staticmethod
     def _window(state: CircuitState, budget: Budget) -> Window | None:
@@ -286,7 +286,7 @@ class CircuitBudgets:
     def closed(self, circuit: str) -> bool:
         """True while ``circuit`` is refused after being closed for abuse."""
         state = self._states.get(circuit)
-        return state is not None and self._closed(circuit, state, self.clock())
+        return state is not None and self._closed(state, self.clock())
 
     def chats_started(self, circuit: str) -> int:
         """Chats ``circuit`` started in the current window (0 for a circuit not remembered)."""
@@ -294,12 +294,12 @@ class CircuitBudgets:
         return 0 if state is None else state.chats.used(self.clock())
 
     @staticmethod
-    def _closed(circuit: str, state: CircuitState, now: float) -> bool:
-        return circuit != LOCAL and state.closed_until > now
+    def _closed(state: CircuitState, now: float) -> bool:
+        return state.closed_until > now  # never set for LOCAL (see _strike)
 
     def _strike(self, circuit: str, state: CircuitState, now: float) -> None:
         self._counters.refused.add(now)
-        if state.strikes.take(now) or circuit == LOCAL or self._closed(circuit, state, now):
+        if state.strikes.take(now) or circuit == LOCAL or self._closed(state, now):
             return
         # It keeps going after being told to slow down: a person would have stopped long ago.
         state.closed_until = now + self.config.penalty_minutes * 60

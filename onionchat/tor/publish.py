@@ -131,17 +131,20 @@ class TorSession:
         """Both addresses (known from the key files, published or not)."""
         return OnionAddresses(visitor=self.keys.visitor.address, staff=self.keys.staff.address)
 
-    @property
-    def exports_circuit_ids(self) -> bool:
-        """Whether connections from tor start with a PROXY line naming their circuit."""
-        return self.dirs is not None
-
     # publishing
 
-    def _staff_clients(self) -> list[str] | None:
-        """Keys for the staff onion: [] means no client auth; None means do not publish."""
-        clients = self._staff_client_labels()
+    @staticmethod
+    def _key_list(clients: dict[str, str] | None) -> list[str] | None:
+        """ADD_ONION's client keys for the staff onion: [] means no client auth; None means do not publish."""
         return None if clients is None else sorted(set(clients.values()))
+
+    def _staff_clients_or_none(self) -> dict[str, str] | None:
+        """_staff_client_labels, with an unreadable key file meaning: do not publish the staff onion."""
+        try:
+            return self._staff_client_labels()
+        except StorageError as exc:
+            log.warning("%s; the staff onion stays unpublished until that is fixed", exc)
+            return None
 
     def _staff_client_labels(self) -> dict[str, str] | None:
         """Staff keys by label: {} means no client auth; None means do not publish."""
@@ -179,12 +182,7 @@ class TorSession:
             self._staff_published = None  # a fresh connection or tor has none of ours
             self._pow = add_onion(controller, "visitor", self.keys.visitor, self.visitor_target, [],
                                   pow_defense=self._pow, max_streams=self.config.tor.max_streams)
-            try:
-                clients = self._staff_clients()
-            except StorageError as exc:
-                log.warning("%s; the staff onion stays unpublished until that is fixed", exc)
-                clients = None
-            self._publish_staff(controller, clients)
+            self._publish_staff(controller, self._key_list(self._staff_clients_or_none()))
             self._await_uploads(watch, started)
         finally:
             controller.remove_event_listener(watch)
@@ -203,11 +201,7 @@ class TorSession:
     def _dir_services(self) -> list[ServiceDir]:
         """Launch mode: the services to put in our tor's torrc, the staff keys read now."""
         assert self.dirs is not None
-        try:
-            clients = self._staff_client_labels()
-        except StorageError as exc:
-            log.warning("%s; the staff onion stays unpublished until that is fixed", exc)
-            clients = None
+        clients = self._staff_clients_or_none()
         self._warn_staff(clients)
         self._staff_published = None if clients is None else frozenset(clients.values())
         return self.dirs.services(clients or None, clients is not None)
@@ -301,7 +295,7 @@ class TorSession:
                 if self.dirs is not None:
                     self._republish_staff_dir(controller, clients)
                 else:
-                    self._publish_staff(controller, sorted(published) if published is not None else None)
+                    self._publish_staff(controller, self._key_list(clients))
                 if self._staff_published is not None:
                     watch.wait({self.keys.staff.service_id}, 30.0, self.stop)  # short: the lock is held
             finally:
@@ -318,16 +312,15 @@ class TorSession:
         assert self.dirs is not None
         old = self._staff_published
         new = frozenset(clients.values()) if clients is not None else None
-        staff = self.dirs.services(clients or None, True)[-1]
+        services = self.dirs.services(clients or None, new is not None)
         if old is None and new is not None:
-            self.dirs.prepare([staff])
+            self.dirs.prepare([services[-1]])  # the staff service
         elif new is not None:
-            self.dirs.write_clients(staff)
+            self.dirs.write_clients(services[-1])
         revoked = old is not None and (new is None or bool(old - new))
         if revoked:
             setconf(controller, self.dirs.setconf(self.dirs.services(None, False)))
             self._staff_published = None
-        services = self.dirs.services(clients or None, new is not None)
         if new is not None:
             setconf(controller, self.dirs.setconf(services))
         self._staff_published = new

@@ -245,10 +245,9 @@ class MessagesFrame:
         self.lang = language(request, session)
         self.paused = request.query.get("paused") == "1"
         self.check = next_check(request)
-        if self.conv is not None and not self.moved_on():
-            self.conv.touch()
-            if self.conv.state is not State.ENDED:
-                self.store.visitor_here(self.conv)
+        # Touching an ended chat would change nothing: only open and waiting chats idle out.
+        if self.conv is not None and not self.moved_on() and self.conv.state is not State.ENDED:
+            self.store.visitor_here(self.conv)
 
     def moved_on(self) -> bool:
         """True once the chat was resumed in another browser."""
@@ -329,7 +328,6 @@ async def history(request: web.Request) -> web.StreamResponse:
     conv = conversation_of(request, session)
     if conv is None or conv.state is State.ENDED:
         raise see_other("/chat/messages")
-    conv.touch()
     raw = request.query.get("before", "")
     window = request.app[keys.CONFIG].poll.frame_messages
     shown = conv.visitor_view(window, int(raw) if raw.isdigit() and len(raw) <= 9 else None)
