@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -11,7 +12,7 @@ from onionchat.accounts import Account, Role, effective_max_chats
 from onionchat.chat import Conversation
 from onionchat.errors import ErrorCode
 from onionchat.sessions import Session
-from onionchat.web import cookies, keys, pages
+from onionchat.web import circuit, cookies, keys, pages
 from onionchat.web.guard import Refused
 from onionchat.web.pages import see_other
 
@@ -103,3 +104,17 @@ def page(request: web.Request, template: str, session: Session | None, status: i
         account = request.app[keys.ACCOUNTS].get(session.staff)
         context["staff_role"] = account.role.value if account else ""
     return pages.page(request, template, session, status, **context)
+
+
+T = TypeVar("T")
+
+
+async def at_hash_turn(request: web.Request, name: str, work: Callable[..., T], *args: Any) -> T:
+    """Run argon2 ``work(*args)`` in a worker thread at this circuit's and ``name``'s fair turn."""
+    async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=name):
+        return await asyncio.to_thread(work, *args)
+
+
+def pane_or_workspace(pane: int) -> str:
+    """Where a form of pane ``pane`` goes back to: that pane, or the workspace (0: none)."""
+    return f"/pane/{pane}" if pane else "/"

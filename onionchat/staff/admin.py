@@ -12,12 +12,12 @@ from onionchat.canned import CannedError
 from onionchat.errors import AccountError, ErrorCode
 from onionchat.i18n import LANGUAGES
 from onionchat.sessions import Session
-from onionchat.web import circuit, keys
+from onionchat.web import keys
 from onionchat.web.csrf import read_form
 from onionchat.web.guard import Refused
 from onionchat.web.pages import see_other
 
-from .access import page, signed_in, signed_out_elsewhere
+from .access import at_hash_turn, page, signed_in, signed_out_elsewhere
 
 routes = web.RouteTableDef()
 
@@ -64,8 +64,7 @@ async def staff_add(request: web.Request) -> web.StreamResponse:
     try:
         role = Role(form.get("role", ""))
         # Hashing is heavy: one at a time, off the loop, at a fair turn like logins.
-        async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=me.name):
-            await asyncio.to_thread(request.app[keys.ACCOUNTS].add, name, form.get("password", ""), role)
+        await at_hash_turn(request, me.name, request.app[keys.ACCOUNTS].add, name, form.get("password", ""), role)
     except ValueError:
         return refused(request, session, "Choose one of the listed roles.", "/admin/staff")
     except AccountError as exc:
@@ -200,8 +199,7 @@ async def reset_password(request: web.Request) -> web.StreamResponse:
     if password != form.get("password_again", ""):
         return refused(request, session, "The two passwords differ.", back)
     try:
-        async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=me.name):
-            await asyncio.to_thread(request.app[keys.ACCOUNTS].set_password, account.name, password)
+        await at_hash_turn(request, me.name, request.app[keys.ACCOUNTS].set_password, account.name, password)
     except AccountError as exc:
         return refused(request, session, str(exc), back)
     request.app[keys.AUDIT].record(me.name, "password_reset", detail=account.name)

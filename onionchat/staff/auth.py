@@ -18,7 +18,7 @@ from onionchat.web.csrf import read_form
 from onionchat.web.guard import ERRORS, Refused
 from onionchat.web.pages import see_other
 
-from .access import max_chats, page, present, signed_in, signed_out_elsewhere
+from .access import at_hash_turn, max_chats, page, present, signed_in, signed_out_elsewhere
 from .chats import hand_over
 from .workspace import colleagues
 
@@ -69,8 +69,7 @@ async def password_matches(request: web.Request, name: str, password: str) -> Ac
     Turns go round robin between circuits, then names (onionchat.turns): a flood of attempts
     for one account or from one circuit waits behind everyone else's, not in front of them.
     """
-    async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=name):
-        return await asyncio.to_thread(request.app[keys.ACCOUNTS].verify, name, password)
+    return await at_hash_turn(request, name, request.app[keys.ACCOUNTS].verify, name, password)
 
 
 def _login_page(request: web.Request, session: Session, status: int = 200,
@@ -335,8 +334,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
         return _account_page(request, session, account, 400,
                              (N_("Password not changed"), N_("The two new passwords differ.")))
     try:
-        async with request.app[keys.HASH_TURNS].turn(circuit=circuit.circuit_of(request), name=account.name):
-            await asyncio.to_thread(accounts.set_password, account.name, new)
+        await at_hash_turn(request, account.name, accounts.set_password, account.name, new)
     except AccountError as exc:
         return _account_page(request, session, account, 400, (N_("Password not changed"), ""), reason=str(exc))
     signed_out_elsewhere(request, session, account.name)  # this session stays; every other one ends

@@ -15,7 +15,7 @@ from onionchat.web.guard import ERRORS, Refused
 from onionchat.web.pages import language, see_other
 from onionchat.web.poll import Frame, next_check, serve_frame
 
-from .access import conversation, max_chats, page, pane_number, present, signed_in
+from .access import conversation, max_chats, page, pane_number, pane_or_workspace, present, signed_in
 from .workspace import colleagues
 
 routes = web.RouteTableDef()
@@ -46,7 +46,7 @@ async def accept_next(request: web.Request) -> web.StreamResponse:
     store = request.app[keys.CHAT]
     queue = store.queue()
     if not queue:
-        raise see_other(f"/pane/{pane}" if pane else "/")
+        raise see_other(pane_or_workspace(pane))
     conv = store.accept(queue[0].id, account.name, max_chats(request, account), pane)
     raise see_other(back_to(pane, conv.id))
 
@@ -207,7 +207,7 @@ async def transfer(request: web.Request) -> web.StreamResponse:
         store.requeue(conv.id, account.name)
     else:
         hand_over(request, account, conv, target, form.get("reason", ""))
-    raise see_other(f"/pane/{pane}" if pane else "/")
+    raise see_other(pane_or_workspace(pane))
 
 
 def hand_over(request: web.Request, account: Account, conv: Conversation, target: str, reason: str) -> None:

@@ -36,7 +36,7 @@ from onionchat.web.csrf import read_form
 from onionchat.web.guard import Refused
 from onionchat.web.pages import see_other
 
-from .access import page, pane_number, signed_in
+from .access import page, pane_number, pane_or_workspace, signed_in
 
 routes = web.RouteTableDef()
 
@@ -99,7 +99,7 @@ async def wrapup(request: web.Request) -> web.StreamResponse:
     stats = request.app[keys.STATS]
     stats.pending(cid, account.name)
     pane = pane_number(form.get("pane", ""), account, request)
-    done = f"/pane/{pane}" if pane else "/"  # the pane is free again, or the workspace
+    done = pane_or_workspace(pane)  # the pane is free again, or the workspace
     if form.get("action") == "skip":
         stats.file_wrapup(cid, account.name, None)
         raise see_other(done)
